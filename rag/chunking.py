@@ -67,9 +67,7 @@ def chunk_spans(
         i = 0
         while i < len(sentences):
             j = i + 1
-            while (
-                j < len(sentences) and sentences[j][1] - sentences[i][0] <= target_chars
-            ):
+            while j < len(sentences) and sentences[j][1] - sentences[i][0] <= target_chars:
                 j += 1
             chunks.append((sentences[i][0], sentences[j - 1][1]))
             if j >= len(sentences):

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from rag.config import Settings
 from rag.schemas import Filters, IngestSummary, SearchResponse
+from rag.service import RAGService
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -22,7 +23,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 app = typer.Typer(
     help=(
         "Cited question answering over Chinese documents.\n\n"
-        "Typical session: `rag ingest seeds/` indexes a folder, `rag search \"…\"` shows the best "
+        'Typical session: `rag ingest seeds/` indexes a folder, `rag search "…"` shows the best '
         "passages. Settings come from RAG_* environment variables (see README)."
     ),
     no_args_is_help=True,
@@ -38,8 +39,7 @@ err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for programs instead of tables.")]
 
 
-def _service():  # type: ignore[no-untyped-def]
-    from rag.service import RAGService
+def _service() -> RAGService:
 
     return RAGService(Settings())
 
@@ -59,7 +59,7 @@ class _RichProgress:
 def _print_summary(summary: IngestSummary) -> None:
     for d in summary.documents:
         if d.status == "failed":
-            err.print(f"[red]✗[/red] {d.source}: {d.message}", highlight=False)
+            err.print(f"[red]✗[/red] {d.source}: {d.message}", highlight=False, soft_wrap=True)
     counts = {s: summary.count(s) for s in ("added", "replaced", "unchanged", "removed", "failed")}
     if not summary.changed and not summary.failed:
         out.print(f"Nothing changed: {counts['unchanged']} documents unchanged.")
@@ -72,7 +72,9 @@ def _print_summary(summary: IngestSummary) -> None:
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (searched recursively).")],
-    prune: Annotated[bool, typer.Option(help="Remove indexed documents not found under PATHS.")] = False,
+    prune: Annotated[
+        bool, typer.Option(help="Remove indexed documents not found under PATHS.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Index documents (.txt .md .html .pdf .docx; utf-8, gb18030 or big5).
@@ -82,8 +84,13 @@ def ingest(
     """
     service = _service()
     with Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("chunks"), TimeRemainingColumn(), console=err, transient=True,
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
         disable=as_json,
     ) as progress:
         summary = service.ingest(paths, prune=prune, progress=_RichProgress(progress))
@@ -99,8 +106,11 @@ def docs(as_json: JsonOpt = False) -> None:
     """List the indexed documents."""
     documents = _service().documents()
     if as_json:
-        print(json.dumps({"documents": [d.model_dump() for d in documents]}, ensure_ascii=False,
-                         indent=2))
+        print(
+            json.dumps(
+                {"documents": [d.model_dump() for d in documents]}, ensure_ascii=False, indent=2
+            )
+        )
         return
     table = Table("doc_id", "title", "date", "region", "chunks", "chars")
     for d in documents:
@@ -111,13 +121,19 @@ def docs(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(help="The question or keywords, in any script or English.")],
+    query: Annotated[
+        str, typer.Argument(help="The question or keywords, in any script or English.")
+    ],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100)] = 5,
     mode: Annotated[str, typer.Option(help="hybrid (default), dense or bm25.")] = "hybrid",
     doc: Annotated[list[str] | None, typer.Option(help="Only these doc_ids.")] = None,
     region: Annotated[str | None, typer.Option(help="Only documents about this region.")] = None,
-    year_from: Annotated[int | None, typer.Option(help="Only documents dated from this year.")] = None,
-    year_to: Annotated[int | None, typer.Option(help="Only documents dated up to this year.")] = None,
+    year_from: Annotated[
+        int | None, typer.Option(help="Only documents dated from this year.")
+    ] = None,
+    year_to: Annotated[
+        int | None, typer.Option(help="Only documents dated up to this year.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the passages that best match QUERY, with score, document and offsets."""
@@ -131,8 +147,11 @@ def search(
     if not hits:
         out.print("No passages found.")
     for rank, h in enumerate(hits, start=1):
-        out.rule(f"[bold]{rank}[/bold]  {h.title}  ·  {h.doc_id} [{h.start}:{h.end}]  ·  "
-                 f"score {h.score:.4f}", align="left")
+        out.rule(
+            f"[bold]{rank}[/bold]  {h.title}  ·  {h.doc_id} [{h.start}:{h.end}]  ·  "
+            f"score {h.score:.4f}",
+            align="left",
+        )
         out.print(h.text, highlight=False)
 
 
@@ -146,16 +165,35 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     settings = Settings()
     found = installed_models(settings.models_dir)
     if as_json:
-        print(json.dumps([{"name": m.name, "kind": m.kind, "path": str(m.path), "bytes": m.bytes,
-                           "complete": m.complete} for m in found], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": m.name,
+                        "kind": m.kind,
+                        "path": str(m.path),
+                        "bytes": m.bytes,
+                        "complete": m.complete,
+                    }
+                    for m in found
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table("name", "kind", "size", "status", "path")
     for m in found:
-        table.add_row(m.name, m.kind, f"{m.bytes / 1e6:,.1f} MB",
-                      "ok" if m.complete else "incomplete", str(m.path))
+        table.add_row(
+            m.name,
+            m.kind,
+            f"{m.bytes / 1e6:,.1f} MB",
+            "ok" if m.complete else "incomplete",
+            str(m.path),
+        )
     out.print(table)
-    out.print(f"Embedding model in use: {settings.embedding.model}; models folder: "
-              f"{settings.models_dir}")
+    out.print(
+        f"Embedding model in use: {settings.embedding.model}; models folder: {settings.models_dir}"
+    )
     if not found:
         out.print("Nothing installed yet: run `rag models install`.")
 

@@ -54,8 +54,8 @@ class Settings(BaseSettings):
         None, description="http://host:port of a Chroma server; unset = embedded folder"
     )
     collection: str = Field("documents", pattern=r"^[a-zA-Z0-9._-]{3,512}$")
-    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
-    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    embedding: EmbeddingSettings = Field(default_factory=lambda: EmbeddingSettings())
+    chunking: ChunkingSettings = Field(default_factory=lambda: ChunkingSettings())
 
     @property
     def chroma_path(self) -> Path:

@@ -42,7 +42,7 @@ class Embedder(Embeddings):
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         # Never reach a model hub: a name must already be in the local cache.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         path = resolve_model_path(self.settings.model, self.models_dir)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -20,8 +20,8 @@ import numpy as np
 from rag.chunking import chunk_document
 from rag.config import ChunkingSettings
 from rag.embeddings import Embedder
-from rag.loaders import SUPPORTED_SUFFIXES, LoadError, Loaded, load_bytes
-from rag.schemas import Chunk, Document, IngestResult, IngestSummary
+from rag.loaders import SUPPORTED_SUFFIXES, Loaded, LoadError, load_bytes
+from rag.schemas import Chunk, Document, DocumentInfo, IngestResult, IngestStatus, IngestSummary
 from rag.store import ChromaStore
 from rag.text import guess_date, guess_region, guess_title, normalize
 
@@ -79,7 +79,7 @@ class _Prepared:
     doc: Document
     chunks: list[Chunk]
     input: _Input
-    status: str
+    status: IngestStatus
     vectors: list[np.ndarray] = field(default_factory=list)
 
 
@@ -89,13 +89,21 @@ def discover(paths: Sequence[Path]) -> tuple[list[_Input], list[IngestResult]]:
     failures: list[IngestResult] = []
     for root in paths:
         if not root.exists():
-            failures.append(IngestResult(doc_id=None, source=str(root), status="failed",
-                                         message="no such file or directory"))
+            failures.append(
+                IngestResult(
+                    doc_id=None,
+                    source=str(root),
+                    status="failed",
+                    message="no such file or directory",
+                )
+            )
         elif root.is_dir():
             for p in sorted(root.rglob("*")):
                 rel = p.relative_to(root)
-                if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES and not any(
-                    part.startswith(".") for part in rel.parts
+                if (
+                    p.is_file()
+                    and p.suffix.lower() in SUPPORTED_SUFFIXES
+                    and not any(part.startswith(".") for part in rel.parts)
                 ):
                     inputs.append(_Input(source=rel.as_posix(), path=p))
         else:
@@ -129,7 +137,10 @@ class Ingestor:
     # ---------------------------------------------------------------------------------------------
 
     def _run(
-        self, inputs: list[_Input], failures: list[IngestResult], prune: bool,
+        self,
+        inputs: list[_Input],
+        failures: list[IngestResult],
+        prune: bool,
         progress: Progress | None,
     ) -> IngestSummary:
         t0 = time.perf_counter()
@@ -141,19 +152,34 @@ class Ingestor:
         for item in inputs:
             doc_id = make_doc_id(item.source)
             if doc_id in seen:
-                results.append(IngestResult(doc_id=doc_id, source=item.source, status="failed",
-                                            message=f"same doc_id as {seen[doc_id]}; rename one"))
+                results.append(
+                    IngestResult(
+                        doc_id=doc_id,
+                        source=item.source,
+                        status="failed",
+                        message=f"same doc_id as {seen[doc_id]}; rename one",
+                    )
+                )
                 continue
             seen[doc_id] = item.source
             try:
                 prep = self._prepare(item, committed)
             except LoadError as exc:
-                results.append(IngestResult(doc_id=doc_id, source=item.source, status="failed",
-                                            message=str(exc)))
+                results.append(
+                    IngestResult(
+                        doc_id=doc_id, source=item.source, status="failed", message=str(exc)
+                    )
+                )
                 continue
             if prep is None:
-                results.append(IngestResult(doc_id=doc_id, source=item.source,
-                                            status="unchanged", chunks=committed[doc_id].chunks))
+                results.append(
+                    IngestResult(
+                        doc_id=doc_id,
+                        source=item.source,
+                        status="unchanged",
+                        chunks=committed[doc_id].chunks,
+                    )
+                )
             else:
                 prepared.append(prep)
         if progress:
@@ -163,11 +189,14 @@ class Ingestor:
         if prune:
             for doc_id, info in committed.items():
                 if doc_id not in seen and self.store.delete_document(doc_id):
-                    results.append(IngestResult(doc_id=doc_id, source=info.source,
-                                                status="removed", chunks=info.chunks))
+                    results.append(
+                        IngestResult(
+                            doc_id=doc_id, source=info.source, status="removed", chunks=info.chunks
+                        )
+                    )
         return IngestSummary(documents=results, seconds=time.perf_counter() - t0)
 
-    def _prepare(self, item: _Input, committed: dict[str, object]) -> _Prepared | None:
+    def _prepare(self, item: _Input, committed: Mapping[str, DocumentInfo]) -> _Prepared | None:
         if item.path is not None:
             try:
                 item.stat = _stat(item.path)
@@ -178,12 +207,15 @@ class Ingestor:
         digest = content_hash(data, self.chunking)
         doc_id = make_doc_id(item.source)
         previous = committed.get(doc_id)
-        if previous is not None and getattr(previous, "content_hash", None) == digest:
+        if previous is not None and previous.content_hash == digest:
             return None
         loaded = load_bytes(data, Path(item.source).suffix)
         doc = build_document(item.source, loaded, digest)
         chunks = chunk_document(
-            doc.doc_id, doc.text, self.chunking.target_chars, self.chunking.max_chars,
+            doc.doc_id,
+            doc.text,
+            self.chunking.target_chars,
+            self.chunking.max_chars,
             self.chunking.overlap_sentences,
         )
         if not chunks:
@@ -200,8 +232,9 @@ class Ingestor:
         for p in group:
             vecs = vectors[pos : pos + len(p.chunks)]
             pos += len(p.chunks)
-            result = IngestResult(doc_id=p.doc.doc_id, source=p.doc.source, status=p.status,
-                                  chunks=len(p.chunks))
+            result = IngestResult(
+                doc_id=p.doc.doc_id, source=p.doc.source, status=p.status, chunks=len(p.chunks)
+            )
             try:
                 if p.input.path is not None and _stat(p.input.path) != p.input.stat:
                     raise LoadError("file changed while it was being ingested; run again")

@@ -23,9 +23,72 @@ from rag.text import normalize
 _USERDICT = Path(__file__).parent / "data" / "userdict.txt"
 _TOKEN = re.compile(r"[\w%.]+")
 STOPWORDS = frozenset(
-    "的 了 是 在 和 与 及 或 等 对 为 把 被 将 从 由 以 于 之 其 这 那 也 都 而 并 就 有 个 中 上 下 "
-    "吗 呢 吧 啊 多少 什么 哪些 哪个 哪 怎么 如何 几 是否 请问 the a an of in on to and or is are "
-    "was were what which how many much".split()
+    [
+        "的",
+        "了",
+        "是",
+        "在",
+        "和",
+        "与",
+        "及",
+        "或",
+        "等",
+        "对",
+        "为",
+        "把",
+        "被",
+        "将",
+        "从",
+        "由",
+        "以",
+        "于",
+        "之",
+        "其",
+        "这",
+        "那",
+        "也",
+        "都",
+        "而",
+        "并",
+        "就",
+        "有",
+        "个",
+        "中",
+        "上",
+        "下",
+        "吗",
+        "呢",
+        "吧",
+        "啊",
+        "多少",
+        "什么",
+        "哪些",
+        "哪个",
+        "哪",
+        "怎么",
+        "如何",
+        "几",
+        "是否",
+        "请问",
+        "the",
+        "a",
+        "an",
+        "of",
+        "in",
+        "on",
+        "to",
+        "and",
+        "or",
+        "is",
+        "are",
+        "was",
+        "were",
+        "what",
+        "which",
+        "how",
+        "many",
+        "much",
+    ]
 )
 
 
@@ -99,7 +162,9 @@ class LexicalIndex:
 
         try:
             meta = json.loads((folder / "meta.json").read_text())
-            bm25 = bm25s.BM25.load(str(folder / "bm25"), show_progress=False) if meta["ids"] else None
+            bm25 = (
+                bm25s.BM25.load(str(folder / "bm25"), show_progress=False) if meta["ids"] else None
+            )
         except (OSError, ValueError, KeyError):
             return None
         return cls(meta["ids"], int(meta["version"]), bm25)

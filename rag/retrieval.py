@@ -60,8 +60,10 @@ class HybridRetriever(BaseRetriever):
         store: ChromaStore = self.store
         index = self.lexical.get(
             store.version,
-            lambda: ((c.id, index_text(str(c.metadata.get("title", "")), c.text))
-                     for c in store.iter_chunks()),
+            lambda: (
+                (c.id, index_text(str(c.metadata.get("title", "")), c.text))
+                for c in store.iter_chunks()
+            ),
         )
         scores = index.scores(query)
         if scores.size == 0:
@@ -81,7 +83,10 @@ class HybridRetriever(BaseRetriever):
     # -- fused -----------------------------------------------------------------------------------
 
     def search(
-        self, query: str, top_k: int | None = None, mode: SearchMode | None = None,
+        self,
+        query: str,
+        top_k: int | None = None,
+        mode: SearchMode | None = None,
         filters: Filters | dict[str, Any] | None = None,
     ) -> list[SearchHit]:
         k = top_k or self.top_k
@@ -109,7 +114,9 @@ class HybridRetriever(BaseRetriever):
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[LCDocument]:
         return [
-            LCDocument(page_content=h.text, metadata=h.model_dump(exclude={"text"}, exclude_none=True))
+            LCDocument(
+                page_content=h.text, metadata=h.model_dump(exclude={"text"}, exclude_none=True)
+            )
             for h in self.search(query)
         ]
 
@@ -117,7 +124,15 @@ class HybridRetriever(BaseRetriever):
 def _hit(c: StoredChunk, score: float, dense: float | None, bm25: float | None) -> SearchHit:
     m = c.metadata
     return SearchHit(
-        text=c.text, doc_id=str(m["doc_id"]), source=str(m["source"]), title=str(m["title"]),
-        date=m.get("date"), region=m.get("region"), start=int(m["start"]), end=int(m["end"]),
-        score=score, dense_score=dense, bm25_score=bm25,
+        text=c.text,
+        doc_id=str(m["doc_id"]),
+        source=str(m["source"]),
+        title=str(m["title"]),
+        date=m.get("date"),
+        region=m.get("region"),
+        start=int(m["start"]),
+        end=int(m["end"]),
+        score=score,
+        dense_score=dense,
+        bm25_score=bm25,
     )

@@ -35,7 +35,9 @@ class RAGService:
     @cached_property
     def retriever(self) -> HybridRetriever:
         return HybridRetriever.from_service_parts(
-            store=self.store, embedder=self.embedder, index_dir=self.settings.data_dir / "lexical" / self.settings.collection
+            store=self.store,
+            embedder=self.embedder,
+            index_dir=self.settings.data_dir / "lexical" / self.settings.collection,
         )
 
     def ingest(
@@ -53,7 +55,10 @@ class RAGService:
         return sorted(self.store.committed().values(), key=lambda d: d.source)
 
     def search(
-        self, query: str, top_k: int = 5, mode: SearchMode = "hybrid",
+        self,
+        query: str,
+        top_k: int = 5,
+        mode: SearchMode = "hybrid",
         filters: Filters | dict[str, object] | None = None,
     ) -> list[SearchHit]:
         return self.retriever.search(query, top_k=top_k, mode=mode, filters=filters)

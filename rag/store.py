@@ -86,8 +86,11 @@ class ChromaStore:
             self.chunks = self.client.create_collection(
                 self.name,
                 configuration={"hnsw": {"space": "cosine"}},
-                metadata={"embedding_model": embedder.name, "embedding_dim": embedder.dimension,
-                          "index_version": 0},
+                metadata={
+                    "embedding_model": embedder.name,
+                    "embedding_dim": embedder.dimension,
+                    "index_version": 0,
+                },
                 embedding_function=None,
             )
         self.docs = self.client.get_or_create_collection(
@@ -150,12 +153,19 @@ class ChromaStore:
                     metadatas=[self._chunk_meta(doc, c) for c in chunks],
                 )
             info = DocumentInfo(
-                doc_id=doc.doc_id, source=doc.source, title=doc.title, date=doc.date,
-                region=doc.region, chunks=len(chunks), chars=len(doc.text),
+                doc_id=doc.doc_id,
+                source=doc.source,
+                title=doc.title,
+                date=doc.date,
+                region=doc.region,
+                chunks=len(chunks),
+                chars=len(doc.text),
                 content_hash=doc.content_hash,
             )
             self.docs.upsert(  # the commit point
-                ids=[doc.doc_id], embeddings=[_UNIT], documents=[doc.text],
+                ids=[doc.doc_id],
+                embeddings=[_UNIT],
+                documents=[doc.text],
                 metadatas=[_clean_meta(info.model_dump(exclude={"doc_id"}))],
             )
         except Exception:
@@ -175,8 +185,11 @@ class ChromaStore:
     def collect_garbage(self) -> int:
         """Delete chunks that belong to no committed version (left by an interrupted ingest)."""
         committed = self._committed_hashes()
-        stale = [c.id for c in self.iter_chunks(committed_only=False)
-                 if committed.get(c.metadata["doc_id"]) != c.metadata["content_hash"]]
+        stale = [
+            c.id
+            for c in self.iter_chunks(committed_only=False)
+            if committed.get(c.metadata["doc_id"]) != c.metadata["content_hash"]
+        ]
         for i in range(0, len(stale), _PAGE):
             self.chunks.delete(ids=stale[i : i + _PAGE])
         if stale:
@@ -196,12 +209,20 @@ class ChromaStore:
 
     @staticmethod
     def _chunk_meta(doc: Document, c: Chunk) -> dict[str, Any]:
-        return _clean_meta({
-            "doc_id": doc.doc_id, "source": doc.source, "title": doc.title, "date": doc.date,
-            "year": int(doc.date[:4]) if doc.date else None, "region": doc.region,
-            "start": c.start, "end": c.end, "chunk_index": c.index,
-            "content_hash": doc.content_hash,
-        })
+        return _clean_meta(
+            {
+                "doc_id": doc.doc_id,
+                "source": doc.source,
+                "title": doc.title,
+                "date": doc.date,
+                "year": int(doc.date[:4]) if doc.date else None,
+                "region": doc.region,
+                "start": c.start,
+                "end": c.end,
+                "chunk_index": c.index,
+                "content_hash": doc.content_hash,
+            }
+        )
 
     # -- chunks ----------------------------------------------------------------------------------
 
@@ -245,13 +266,18 @@ class ChromaStore:
             return []
         committed = self._committed_hashes()
         res = self.chunks.query(
-            query_embeddings=[vector], n_results=k, where=where or None,
+            query_embeddings=[vector],
+            n_results=k,
+            where=where or None,
             include=["documents", "metadatas", "distances"],
         )
         out = []
         for cid, text, meta, dist in zip(
-            res["ids"][0], (res["documents"] or [[]])[0], (res["metadatas"] or [[]])[0],
-            (res["distances"] or [[]])[0], strict=True,
+            res["ids"][0],
+            (res["documents"] or [[]])[0],
+            (res["metadatas"] or [[]])[0],
+            (res["distances"] or [[]])[0],
+            strict=True,
         ):
             if committed.get(str(meta["doc_id"])) == meta["content_hash"]:
                 out.append((StoredChunk(cid, text, dict(meta)), 1.0 - float(dist)))

@@ -193,9 +193,7 @@ def guess_region(text: str, title: str = "") -> str | None:
     def score(name: str) -> int:
         stem = _ADMIN_SUFFIX.sub("", name) or name
         return (
-            counts[name]
-            + (3 if stem in title_n else 0)
-            + (2 if name.endswith(("区", "县")) else 0)
+            counts[name] + (3 if stem in title_n else 0) + (2 if name.endswith(("区", "县")) else 0)
         )
 
     if _NATIONAL.search(title_n) and not any(score(c) >= 3 for c in counts):

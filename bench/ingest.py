@@ -1,0 +1,122 @@
+"""Ingest throughput: the raw embedder vs the whole pipeline, on the same chunks, in one run.
+
+    python bench/ingest.py                      # seeds + five government work reports
+    python bench/ingest.py PATH... --json-out bench/results/ingest.json
+
+1. raw:      SentenceTransformer.encode on the very texts the pipeline embeds (same batch size);
+2. pipeline: load → clean → chunk → embed → write into a fresh Chroma index.
+The model is loaded (and warmed) before either is timed. Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from rag.chunking import chunk_document
+from rag.config import Settings
+from rag.ingest import build_document, content_hash, discover, index_text
+from rag.loaders import load_bytes
+from rag.service import RAGService
+
+ROOT = Path(__file__).resolve().parents[1]
+GOV = ROOT.parent / "shared" / "data" / "gov_reports"
+DEFAULT_INPUTS = [ROOT / "seeds", *(GOV / f"{y}.txt" for y in range(2015, 2020))]
+
+
+def pipeline_texts(paths: list[Path], settings: Settings) -> list[str]:
+    """The texts the pipeline embeds for these files (same cleaning, chunking, context)."""
+    inputs, _ = discover(paths)
+    texts = []
+    for item in inputs:
+        assert item.path is not None
+        data = item.path.read_bytes()
+        doc = build_document(
+            item.source, load_bytes(data, item.path.suffix), content_hash(data, settings.chunking)
+        )
+        c = settings.chunking
+        for chunk in chunk_document(
+            doc.doc_id, doc.text, c.target_chars, c.max_chars, c.overlap_sentences
+        ):
+            texts.append(index_text(doc.title, chunk.text))
+    return texts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument(
+        "paths", nargs="*", type=Path, default=[p for p in DEFAULT_INPUTS if p.exists()]
+    )
+    ap.add_argument(
+        "--json-out",
+        type=Path,
+        default=ROOT / "bench" / "results" / f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}.json",
+    )
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp))
+        service = RAGService(settings)
+        emb = service.embedder
+        texts = pipeline_texts(args.paths, settings)
+        emb.encode_passages(texts[:8])  # warm up: model loaded, kernels ready
+        service.store  # noqa: B018 - open Chroma before timing
+        from rag.text import guess_region
+
+        guess_region("延吉市", "延吉市")  # jieba dictionary loaded
+
+        t0 = time.perf_counter()
+        emb.model.encode(
+            texts,
+            prompt=emb.passage_prompt,
+            batch_size=emb.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        raw_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        summary = service.ingest(args.paths)
+        pipe_s = time.perf_counter() - t0
+        chunks = sum(d.chunks for d in summary.documents if d.status == "added")
+        assert chunks == len(texts), (chunks, len(texts))
+
+    chars = sum(map(len, texts))
+    result = {
+        "when": datetime.now(UTC).isoformat(),
+        "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+        "documents": len(summary.documents),
+        "chunks": len(texts),
+        "mean_chunk_chars": round(chars / len(texts), 1),
+        "batch_size": settings.embedding.batch_size,
+        "raw_embedder": {"seconds": round(raw_s, 2), "chunks_per_s": round(len(texts) / raw_s, 2)},
+        "pipeline": {"seconds": round(pipe_s, 2), "chunks_per_s": round(chunks / pipe_s, 2)},
+        "pipeline_fraction_of_raw": round(raw_s / pipe_s, 3),
+    }
+    table = Table(
+        "",
+        "seconds",
+        "chunks/s",
+        title=f"{len(texts)} chunks from "
+        f"{len(summary.documents)} documents (mean {result['mean_chunk_chars']} chars)",
+    )
+    table.add_row("raw embedder", f"{raw_s:.1f}", f"{len(texts) / raw_s:.2f}")
+    table.add_row("full pipeline", f"{pipe_s:.1f}", f"{chunks / pipe_s:.2f}")
+    console = Console()
+    console.print(table)
+    console.print(f"pipeline = {result['pipeline_fraction_of_raw']:.1%} of raw embedder throughput")
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps(result, indent=2))
+    console.print(f"written {args.json_out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rag import cli
+from rag.config import Settings
+from rag.service import RAGService
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seeded: RAGService) -> Path:
+    """The CLI on its own data dir, reusing the already loaded embedder (load time only)."""
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
+
+    def service() -> RAGService:
+        s = RAGService(Settings())
+        s.__dict__["embedder"] = seeded.embedder
+        return s
+
+    monkeypatch.setattr(cli, "_service", service)
+    return tmp_path / "data"
+
+
+def test_ingest_search_docs_roundtrip(data_dir: Path, seeds_dir: Path) -> None:
+    first = runner.invoke(cli.app, ["ingest", str(seeds_dir)])
+    assert first.exit_code == 0, first.output
+    assert "5 added" in first.output
+
+    again = runner.invoke(cli.app, ["ingest", str(seeds_dir)])
+    assert again.exit_code == 0
+    assert "Nothing changed: 5 documents unchanged." in again.output
+
+    res = runner.invoke(cli.app, ["search", "延吉市集体访人次下降了多少", "--json", "-k", "3"])
+    assert res.exit_code == 0, res.output
+    hits = json.loads(res.output)["hits"]
+    assert len(hits) == 3
+    assert {"text", "doc_id", "title", "source", "start", "end", "score"} <= set(hits[0])
+    assert "同比分別下降7%和52%" in hits[0]["text"]
+
+    human = runner.invoke(cli.app, ["search", "延吉市集體訪", "-k", "1"])
+    assert "000_941dbc5847c0e16b" in human.output and "同比分別下降7%和52%" in human.output
+
+    docs = json.loads(runner.invoke(cli.app, ["docs", "--json"]).output)["documents"]
+    assert len(docs) == 5 and all(d["chunks"] > 0 for d in docs)
+
+
+def test_failures_are_one_line_per_file_and_exit_nonzero(data_dir: Path, tmp_path: Path) -> None:
+    good = tmp_path / "good.txt"
+    good.write_text("庚市2018年新增就业1000人。", encoding="utf-8")
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    res = runner.invoke(cli.app, ["ingest", str(good), str(empty), str(tmp_path / "nope.txt")])
+    assert res.exit_code == 1
+    lines = [line for line in res.stderr.splitlines() if line.startswith("✗")]
+    assert lines == [
+        f"✗ {tmp_path / 'nope.txt'}: no such file or directory",
+        "✗ empty.txt: empty file",
+    ]
+    assert "1 added" in res.stdout and "2 failed" in res.stdout
+
+
+def test_search_rejects_unknown_mode(data_dir: Path) -> None:
+    res = runner.invoke(cli.app, ["search", "x", "--mode", "fuzzy"])
+    assert res.exit_code == 2
+    assert "hybrid, dense or bm25" in res.output
+
+
+def test_models_lists_the_bundled_embedder(seeded: RAGService) -> None:
+    res = runner.invoke(cli.app, ["models", "--json"])
+    assert res.exit_code == 0
+    names = [m["name"] for m in json.loads(res.output) if m["complete"]]
+    assert any(n.startswith("multilingual-e5-small") for n in names)
+
+
+@pytest.mark.parametrize("command", [[], ["ingest"], ["search"], ["docs"], ["models"]])
+def test_help_explains_each_command(command: list[str]) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "rag.cli", *command, "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Usage" in res.stdout and len(res.stdout.splitlines()) > 5

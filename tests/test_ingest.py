@@ -1,0 +1,184 @@
+"""Ingest into a real Chroma with the real embedder: idempotent, incremental, atomic per document."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.schemas import IngestSummary
+from rag.service import RAGService
+from rag.store import ChromaStore, EmbeddingMismatchError
+from rag.text import normalize
+
+from .test_text import BOILERPLATE
+
+YANJI = "000_941dbc5847c0e16b"
+
+
+def statuses(summary: IngestSummary) -> dict[str, str]:
+    return {d.source: d.status for d in summary.documents}
+
+
+def test_seeds_are_indexed_with_metadata(seeded: RAGService) -> None:
+    docs = {d.doc_id: d for d in seeded.documents()}
+    assert len(docs) == 5
+    yanji = docs[YANJI]
+    assert yanji.source == f"{YANJI}.txt"
+    assert yanji.region == "延吉市"
+    assert "延吉" in yanji.title
+    assert docs["001_69232ea0bb8e6e45"].date == "2015-01-13"
+
+
+def test_every_chunk_indexes_its_original_document(seeded: RAGService) -> None:
+    texts = {d.doc_id: seeded.store.document_text(d.doc_id) for d in seeded.documents()}
+    n = 0
+    for c in seeded.store.iter_chunks():
+        m = c.metadata
+        assert texts[m["doc_id"]][m["start"] : m["end"]] == c.text
+        n += 1
+    assert n == sum(d.chunks for d in seeded.documents())
+
+
+def test_no_boilerplate_in_the_index(seeded: RAGService) -> None:
+    index = normalize("\n".join(c.text for c in seeded.store.iter_chunks()))
+    assert [b for b in BOILERPLATE if normalize(b) in index] == []
+
+
+def test_second_run_changes_nothing(seeded: RAGService, seeds_dir: Path) -> None:
+    version = seeded.store.version
+    summary = seeded.ingest([seeds_dir])
+    assert set(statuses(summary).values()) == {"unchanged"}
+    assert not summary.changed
+    assert seeded.store.version == version
+
+
+def test_changed_document_is_replaced_and_removed_one_pruned(
+    fresh: RAGService, tmp_path: Path
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text(
+        "甲市2019年新增就业1万人。\n甲市森林覆盖率40%。", encoding="utf-8"
+    )
+    (folder / "b.txt").write_text("乙县2020年财政收入5亿元。", encoding="utf-8")
+    assert statuses(fresh.ingest([folder])) == {"a.txt": "added", "b.txt": "added"}
+
+    (folder / "a.txt").write_text("甲市2019年新增就业2万人。", encoding="utf-8")
+    (folder / "b.txt").unlink()
+    summary = fresh.ingest([folder], prune=True)
+    assert statuses(summary) == {"a.txt": "replaced", "b.txt": "removed"}
+    chunks = list(fresh.store.iter_chunks())
+    assert [c.text for c in chunks] == ["甲市2019年新增就业2万人。"]
+    # no chunk of the old version is left behind, committed or not
+    assert fresh.store.count_chunks() == 1
+
+
+def test_bad_files_fail_alone_and_lose_nothing(fresh: RAGService, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "good.txt").write_text("丙市空气优良天数313天。", encoding="utf-8")
+    assert statuses(fresh.ingest([folder])) == {"good.txt": "added"}
+    before = [c.id for c in fresh.store.iter_chunks()]
+
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "binary.txt").write_bytes(b"\x00\x01\x02" * 100)
+    (folder / "bad.txt").write_bytes(b"\xff\xfe\xfa\xfb" * 40 + b"\x81")
+    (folder / "good.txt").write_bytes(b"\x00\x00broken")  # a good document turns bad
+    (folder / "new.md").write_text("# 丁县\n丁县新增就业5000人。", encoding="utf-8")
+    unknown = tmp_path / "table.xls"
+    unknown.write_bytes(b"x")
+    summary = fresh.ingest([folder, tmp_path / "missing", unknown])
+    got = {d.source: (d.status, d.message) for d in summary.documents}
+    assert got["new.md"][0] == "added"
+    assert got["empty.txt"] == ("failed", "empty file")
+    assert "binary" in (got["binary.txt"][1] or "")
+    assert "undecodable" in (got["bad.txt"][1] or "")
+    assert "binary" in (got["good.txt"][1] or "")
+    assert "no such file" in (got[str(tmp_path / "missing")][1] or "")
+    assert "unsupported file type" in (got["table.xls"][1] or "")
+    assert summary.failed
+    # the document that turned bad keeps its indexed version
+    after = [c.id for c in fresh.store.iter_chunks() if c.metadata["doc_id"] == "good"]
+    assert after == before
+
+
+def test_file_changing_mid_ingest_fails_and_keeps_the_old_version(
+    fresh: RAGService, tmp_path: Path
+) -> None:
+    path = tmp_path / "moving.txt"
+    path.write_text("戊市来访下降50%。", encoding="utf-8")
+    fresh.ingest([path])
+
+    path.write_text("戊市来访下降60%。", encoding="utf-8")
+
+    class Saboteur:  # progress callback that edits the file while it is being embedded
+        def add_total(self, chunks: int) -> None: ...
+
+        def advance(self, chunks: int) -> None:
+            path.write_text("戊市来访下降70%,又改了。", encoding="utf-8")
+
+    summary = fresh.ingest([path], progress=Saboteur())
+    (result,) = summary.documents
+    assert result.status == "failed" and "changed while" in (result.message or "")
+    assert [c.text for c in fresh.store.iter_chunks()] == ["戊市来访下降50%。"]
+
+
+def test_interrupted_write_is_invisible_and_collected(fresh: RAGService, tmp_path: Path) -> None:
+    """Chunks written without their commit (a crash mid-ingest) never count."""
+    path = tmp_path / "x.txt"
+    path.write_text("己市信访总量下降10%。", encoding="utf-8")
+    fresh.ingest([path])
+    store = fresh.store
+    committed = [c.id for c in store.iter_chunks()]
+    vec = fresh.embedder.encode_passages(["己市信访总量下降99%。"])
+    store.chunks.add(
+        ids=["x#deadbeef0000#0"],
+        embeddings=vec,
+        documents=["己市信访总量下降99%。"],
+        metadatas=[
+            {
+                "doc_id": "x",
+                "source": "x.txt",
+                "title": "x",
+                "start": 0,
+                "end": 11,
+                "chunk_index": 0,
+                "content_hash": "deadbeef",
+            }
+        ],
+    )
+    assert [c.id for c in store.iter_chunks()] == committed
+    assert all("99%" not in h.text for h in fresh.search("己市信访总量", top_k=5))
+    assert store.collect_garbage() == 1
+    assert store.count_chunks() == len(committed)
+
+
+def test_opening_with_another_embedding_model_is_an_error(seeded: RAGService) -> None:
+    class Other:
+        name = "BAAI/bge-m3"
+        dimension = 1024
+
+    with pytest.raises(EmbeddingMismatchError, match="multilingual-e5-small"):
+        ChromaStore(seeded.settings, Other())
+
+
+def test_doc_ids_from_sources(tmp_path: Path, fresh: RAGService) -> None:
+    folder = tmp_path / "nested"
+    (folder / "reports").mkdir(parents=True)
+    shutil.copy(
+        Path(__file__).parents[1] / "seeds" / f"{YANJI}.txt", folder / "reports" / "y 1.txt"
+    )
+    summary = fresh.ingest([folder])
+    (result,) = summary.documents
+    assert (result.source, result.doc_id) == ("reports/y 1.txt", "reports_y_1")
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RAG_EMBEDDING__BATCH_SIZE", "8")
+    monkeypatch.setenv("RAG_CHUNKING__TARGET_CHARS", "300")
+    s = Settings()
+    assert (s.data_dir, s.embedding.batch_size, s.chunking.target_chars) == (tmp_path, 8, 300)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from rag.retrieval import rrf
+from rag.schemas import Filters
+from rag.service import RAGService
+
+EVIDENCE = "同比分別下降7%和52%"
+
+
+def test_rrf_by_hand() -> None:
+    fused = rrf([["a", "b"], ["b", "c"]], k=60)
+    assert fused["b"] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused["a"] == pytest.approx(1 / 61)
+    assert fused["c"] == pytest.approx(1 / 62)
+    assert max(fused, key=fused.__getitem__) == "b"
+
+
+@pytest.mark.parametrize(
+    "query", ["延吉市集体访人次下降了多少", "延吉市集體訪", "延吉集体访同比下降"]
+)
+def test_yanji_petition_passage_comes_first(seeded: RAGService, query: str) -> None:
+    hits = seeded.search(query, top_k=5)
+    assert EVIDENCE in hits[0].text
+    assert hits[0].doc_id == "000_941dbc5847c0e16b"
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_each_mode_returns_scored_hits_with_offsets(seeded: RAGService, mode: str) -> None:
+    hits = seeded.search("龙港市撤销了多少个行政村", top_k=3, mode=mode)  # type: ignore[arg-type]
+    assert 0 < len(hits) <= 3
+    assert hits == sorted(hits, key=lambda h: -h.score)
+    for h in hits:
+        assert h.end - h.start == len(h.text)
+        if mode == "dense":
+            assert h.dense_score is not None
+        if mode == "bm25":
+            assert h.bm25_score is not None and h.bm25_score > 0
+
+
+def test_filters_apply_to_both_sides(seeded: RAGService) -> None:
+    only = Filters(doc_id="003_2de97fa3165b9104")
+    hits = seeded.search("信访量下降", top_k=5, filters=only)
+    assert hits and {h.doc_id for h in hits} == {"003_2de97fa3165b9104"}
+    assert {
+        h.region for h in seeded.search("社会治理", top_k=5, filters=Filters(region="城阳区"))
+    } == {"城阳区"}
+    dated = seeded.search("工作报告", top_k=10, filters=Filters(year_from=2021))
+    assert dated and all(h.date and h.date >= "2021" for h in dated)
+
+
+def test_bm25_index_is_persisted_and_rebuilt_when_stale(seeded: RAGService) -> None:
+    folder = seeded.settings.data_dir / "lexical" / seeded.settings.collection
+    seeded.search("信访", mode="bm25")
+    assert (folder / "meta.json").exists()
+    cache = seeded.retriever.lexical
+    assert cache.get(seeded.store.version, lambda: iter(())).version == seeded.store.version
