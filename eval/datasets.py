@@ -1,0 +1,98 @@
+"""Question sets as typed samples, and the corpus each one is asked over.
+
+- ``seeds``: the development questions over the five seed documents (``eval/datasets/``);
+- ``gov``: the same schema over the national government work reports (``../shared/data``);
+- ``cmrc2018`` (simplified) and ``drcd`` (traditional): reading-comprehension sets whose passages
+  become the corpus (one document per passage, doc_id = passage id) — see their READMEs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+class Evidence(BaseModel):
+    doc: str
+    quote: str
+
+
+class Sample(BaseModel):
+    id: str
+    type: str = "factoid"
+    question: str
+    answer: str = ""
+    must_include: list[str] = Field(default_factory=list)
+    must_not_include: list[str] = Field(default_factory=list)
+    evidence: list[Evidence] = Field(default_factory=list)
+    # reading-comprehension sets: gold answer strings and the passage they come from
+    answers: list[str] = Field(default_factory=list)
+    passage_id: str | None = None
+
+    @property
+    def unanswerable(self) -> bool:
+        return self.type == "unanswerable"
+
+
+CorpusKind = Literal["files", "passages"]
+
+
+class Dataset(BaseModel):
+    name: str
+    kind: Literal["evidence", "reading"]  # how retrieval is scored
+    samples: list[Sample]
+    corpus: Path  # a folder of files, or a corpus.jsonl of passages
+    corpus_kind: CorpusKind
+
+    def select(self, limit: int | None, sample: bool, seed: int = 0) -> list[Sample]:
+        items = list(self.samples)
+        if sample:
+            random.Random(seed).shuffle(items)
+        return items[:limit] if limit else items
+
+    def corpus_files(self) -> Iterator[tuple[str, bytes]]:
+        """``(source, content)`` pairs for ingest of a passages corpus."""
+        with self.corpus.open(encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                text = f"{row.get('title', '')}\n{row['text']}".strip()
+                yield f"{row['id']}.txt", text.encode("utf-8")
+
+
+def _read_samples(path: Path) -> list[Sample]:
+    with path.open(encoding="utf-8") as f:
+        return [Sample.model_validate_json(line) for line in f if line.strip()]
+
+
+def load_dataset(name: str) -> Dataset:
+    if name == "seeds":
+        return Dataset(name=name, kind="evidence", samples=_read_samples(
+            DATASETS_DIR / "dev_questions.jsonl"), corpus=ROOT / "seeds", corpus_kind="files")
+    if name == "gov":
+        return Dataset(name=name, kind="evidence", samples=_read_samples(
+            DATASETS_DIR / "gov_dev_questions.jsonl"), corpus=SHARED_DATA / "gov_reports",
+            corpus_kind="files")
+    if name in ("cmrc2018", "drcd"):
+        folder = SHARED_DATA / name
+        if not folder.exists():
+            raise FileNotFoundError(f"{folder} not found (the shared data sets live beside the repo)")
+        samples = [
+            Sample(id=row["id"], type="reading", question=row["question"],
+                   answers=row["answers"], must_include=[], passage_id=row["passage_id"])
+            for row in map(json.loads, (folder / "questions.jsonl").open(encoding="utf-8"))
+        ]
+        return Dataset(name=name, kind="reading", samples=samples,
+                       corpus=folder / "corpus.jsonl", corpus_kind="passages")
+    raise ValueError(f"unknown dataset '{name}' (seeds, gov, cmrc2018, drcd)")
+
+
+DATASET_NAMES = ("seeds", "gov", "cmrc2018", "drcd")

@@ -1,0 +1,87 @@
+"""Metric functions: pure, small, and unit-tested with hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+from rag.text import to_simplified
+
+_WS = re.compile(r"\s+")
+_NUMERIC_EDGE = re.compile(r"[0-9.]")
+
+
+def norm(text: str) -> str:
+    """Matching form: NFKC width folding, traditional→simplified, no whitespace, lower case."""
+    import unicodedata
+
+    return _WS.sub("", unicodedata.normalize("NFKC", to_simplified(text))).lower()
+
+
+def contains(haystack: str, needle: str) -> bool:
+    """``needle`` occurs in ``haystack`` after normalization, and a number is never matched
+    inside a longer number: "5万亿" is not in "7.5万亿", "73" is not in "173%"."""
+    h, n = norm(haystack), norm(needle)
+    if not n:
+        return True
+    start = h.find(n)
+    while start != -1:
+        end = start + len(n)
+        left_ok = not (_NUMERIC_EDGE.match(n[0]) and start > 0 and _NUMERIC_EDGE.match(h[start - 1]))
+        right_ok = not (_NUMERIC_EDGE.match(n[-1]) and end < len(h) and h[end].isdigit())
+        if left_ok and right_ok:
+            return True
+        start = h.find(n, start + 1)
+    return False
+
+
+def first_rank(passages: Sequence[str], needles: Sequence[str]) -> int | None:
+    """1-based rank of the first passage holding any of ``needles`` (None: none does)."""
+    for rank, text in enumerate(passages, start=1):
+        if any(contains(text, n) for n in needles):
+            return rank
+    return None
+
+
+def all_found_within(passages: Sequence[str], needles: Sequence[str], k: int) -> bool:
+    """Every needle lies inside one of the top-k passages (each may be in a different one)."""
+    top = passages[:k]
+    return all(any(contains(p, n) for p in top) for n in needles)
+
+
+def any_found_within(passages: Sequence[str], needles: Sequence[str], k: int) -> bool:
+    rank = first_rank(passages[:k], needles)
+    return rank is not None
+
+
+def reciprocal_rank(rank: int | None) -> float:
+    return 0.0 if rank is None else 1.0 / rank
+
+
+def answer_correct(answer: str, must_include: Sequence[str]) -> bool:
+    return all(contains(answer, m) for m in must_include)
+
+
+def char_f1(prediction: str, gold: str) -> float:
+    """Character-level F1 (the CMRC2018 convention), after normalization."""
+    p, g = Counter(norm(prediction)), Counter(norm(gold))
+    common = sum((p & g).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / sum(p.values()), common / sum(g.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan

@@ -1,0 +1,169 @@
+"""Run a question set through a target (the library in-process, or a service over HTTP)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+from eval import metrics as M
+from eval.datasets import Dataset, Sample
+from rag.retrieval import SearchMode
+from rag.schemas import IngestSummary, SearchHit
+
+RETRIEVAL_DEPTH = 10  # hits fetched per question: recall@1/@5 and MRR@10
+
+
+class Target(Protocol):
+    """What the harness needs of the system under test."""
+
+    def search(self, question: str, top_k: int, mode: SearchMode) -> list[SearchHit]: ...
+
+
+class RetrievalScores(BaseModel):
+    mode: str
+    n: int
+    recall_at_1: float
+    recall_at_5: float
+    any_at_5: float
+    mrr: float
+    passage_hit_at_1: float | None = None  # reading sets: the gold passage itself
+    passage_hit_at_5: float | None = None
+    latency_p50_ms: float
+    latency_p95_ms: float
+    by_type: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+class QuestionResult(BaseModel):
+    id: str
+    type: str
+    question: str
+    mode: str
+    rank: int | None
+    found_all_at_5: bool
+    top_docs: list[str]
+    ms: float
+
+
+class Report(BaseModel):
+    name: str
+    dataset: str
+    when: str
+    target: str
+    questions: int
+    retrieval: list[RetrievalScores] = Field(default_factory=list)
+    answers: dict[str, Any] | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    details: list[dict[str, Any]] = Field(default_factory=list)
+
+    def metric(self, key: str) -> float | None:
+        """A figure by name for thresholds: ``recall@5`` (hybrid), ``dense:mrr``, ``accuracy`` …"""
+        mode, _, name = key.rpartition(":")
+        name = {"recall@1": "recall_at_1", "recall@5": "recall_at_5", "any@5": "any_at_5"}.get(
+            name, name
+        )
+        for r in self.retrieval:
+            if r.mode == (mode or "hybrid") and hasattr(r, name):
+                value = getattr(r, name)
+                return float(value) if value is not None else None
+        if self.answers and name in self.answers and not mode:
+            return float(self.answers[name])
+        return None
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("rag-zh", "chromadb", "sentence-transformers", "torch", "langchain-core", "bm25s"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def ingest_corpus(service: Any, dataset: Dataset) -> IngestSummary:
+    """Index the dataset's corpus into the service (idempotent: a second run changes nothing)."""
+    if dataset.corpus_kind == "files":
+        return service.ingest([dataset.corpus])  # type: ignore[no-any-return]
+    return service.ingest_bytes(list(dataset.corpus_files()))  # type: ignore[no-any-return]
+
+
+def _gold(sample: Sample, dataset: Dataset) -> list[str]:
+    return sample.answers if dataset.kind == "reading" else [e.quote for e in sample.evidence]
+
+
+def score_retrieval(
+    dataset: Dataset, samples: Sequence[Sample], target: Target, mode: SearchMode,
+    progress: Callable[[], None] | None = None,
+) -> tuple[RetrievalScores, list[QuestionResult]]:
+    results: list[QuestionResult] = []
+    r1: list[float] = []
+    r5: list[float] = []
+    a5: list[float] = []
+    rr: list[float] = []
+    p1: list[float] = []
+    p5: list[float] = []
+    ms: list[float] = []
+    by_type: dict[str, list[float]] = defaultdict(list)
+    for s in samples:
+        gold = _gold(s, dataset)
+        t0 = time.perf_counter()
+        hits = target.search(s.question, RETRIEVAL_DEPTH, mode)
+        elapsed = (time.perf_counter() - t0) * 1000
+        if progress:
+            progress()
+        if not gold:  # unanswerable: nothing to find
+            continue
+        texts = [h.text for h in hits]
+        if dataset.kind == "reading":
+            # one gold answer (any of its variants) inside the top-k passages
+            found1 = M.any_found_within(texts, gold, 1)
+            found5 = M.any_found_within(texts, gold, 5)
+            ids = [h.doc_id for h in hits]
+            p1.append(float(s.passage_id in ids[:1]))
+            p5.append(float(s.passage_id in ids[:5]))
+        else:
+            found1 = M.all_found_within(texts, gold, 1)
+            found5 = M.all_found_within(texts, gold, 5)
+        rank = M.first_rank(texts, gold)
+        r1.append(float(found1))
+        r5.append(float(found5))
+        a5.append(float(M.any_found_within(texts, gold, 5)))
+        rr.append(M.reciprocal_rank(rank))
+        ms.append(elapsed)
+        by_type[s.type].append(float(found5))
+        results.append(QuestionResult(
+            id=s.id, type=s.type, question=s.question, mode=mode, rank=rank,
+            found_all_at_5=found5, top_docs=[h.doc_id for h in hits[:5]], ms=round(elapsed, 1),
+        ))
+    scores = RetrievalScores(
+        mode=mode, n=len(r5), recall_at_1=M.mean(r1), recall_at_5=M.mean(r5), any_at_5=M.mean(a5),
+        mrr=M.mean(rr), passage_hit_at_1=M.mean(p1) if p1 else None,
+        passage_hit_at_5=M.mean(p5) if p5 else None,
+        latency_p50_ms=M.percentile(ms, 50), latency_p95_ms=M.percentile(ms, 95),
+        by_type={t: {"recall_at_5": M.mean(v), "n": len(v)} for t, v in sorted(by_type.items())},
+    )
+    return scores, results
+
+
+def new_report(name: str, dataset: Dataset, target: str, n: int, settings: dict[str, Any]) -> Report:
+    return Report(
+        name=name, dataset=dataset.name, when=datetime.now(UTC).isoformat(timespec="seconds"),
+        target=target, questions=n, settings=settings, versions=versions(),
+    )
+
+
+def save_report(report: Report, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = report.when.replace(":", "").replace("-", "").split("+")[0]
+    path = folder / f"{report.name}-{stamp}.json"
+    path.write_text(report.model_dump_json(indent=2))
+    return path
