@@ -48,7 +48,7 @@ def pipeline_texts(paths: list[Path], settings: Settings) -> list[str]:
         for chunk in chunk_document(
             doc.doc_id, doc.text, c.target_chars, c.max_chars, c.overlap_sentences
         ):
-            texts.append(index_text(doc.title, chunk.text))
+            texts.append(index_text(doc.title, doc.region, chunk.text))
     return texts
 
 

@@ -75,23 +75,45 @@ def _read_samples(path: Path) -> list[Sample]:
 
 def load_dataset(name: str) -> Dataset:
     if name == "seeds":
-        return Dataset(name=name, kind="evidence", samples=_read_samples(
-            DATASETS_DIR / "dev_questions.jsonl"), corpus=ROOT / "seeds", corpus_kind="files")
+        return Dataset(
+            name=name,
+            kind="evidence",
+            samples=_read_samples(DATASETS_DIR / "dev_questions.jsonl"),
+            corpus=ROOT / "seeds",
+            corpus_kind="files",
+        )
     if name == "gov":
-        return Dataset(name=name, kind="evidence", samples=_read_samples(
-            DATASETS_DIR / "gov_dev_questions.jsonl"), corpus=SHARED_DATA / "gov_reports",
-            corpus_kind="files")
+        return Dataset(
+            name=name,
+            kind="evidence",
+            samples=_read_samples(DATASETS_DIR / "gov_dev_questions.jsonl"),
+            corpus=SHARED_DATA / "gov_reports",
+            corpus_kind="files",
+        )
     if name in ("cmrc2018", "drcd"):
         folder = SHARED_DATA / name
         if not folder.exists():
-            raise FileNotFoundError(f"{folder} not found (the shared data sets live beside the repo)")
+            raise FileNotFoundError(
+                f"{folder} not found (the shared data sets live beside the repo)"
+            )
         samples = [
-            Sample(id=row["id"], type="reading", question=row["question"],
-                   answers=row["answers"], must_include=[], passage_id=row["passage_id"])
+            Sample(
+                id=row["id"],
+                type="reading",
+                question=row["question"],
+                answers=row["answers"],
+                must_include=[],
+                passage_id=row["passage_id"],
+            )
             for row in map(json.loads, (folder / "questions.jsonl").open(encoding="utf-8"))
         ]
-        return Dataset(name=name, kind="reading", samples=samples,
-                       corpus=folder / "corpus.jsonl", corpus_kind="passages")
+        return Dataset(
+            name=name,
+            kind="reading",
+            samples=samples,
+            corpus=folder / "corpus.jsonl",
+            corpus_kind="passages",
+        )
     raise ValueError(f"unknown dataset '{name}' (seeds, gov, cmrc2018, drcd)")
 
 

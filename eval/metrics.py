@@ -29,7 +29,9 @@ def contains(haystack: str, needle: str) -> bool:
     start = h.find(n)
     while start != -1:
         end = start + len(n)
-        left_ok = not (_NUMERIC_EDGE.match(n[0]) and start > 0 and _NUMERIC_EDGE.match(h[start - 1]))
+        left_ok = not (
+            _NUMERIC_EDGE.match(n[0]) and start > 0 and _NUMERIC_EDGE.match(h[start - 1])
+        )
         right_ok = not (_NUMERIC_EDGE.match(n[-1]) and end < len(h) and h[end].isdigit())
         if left_ok and right_ok:
             return True

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from eval import metrics as M
 from eval.datasets import Dataset, Sample
 from rag.retrieval import SearchMode
-from rag.schemas import IngestSummary, SearchHit
+from rag.schemas import Answer, IngestSummary, SearchHit
 
 RETRIEVAL_DEPTH = 10  # hits fetched per question: recall@1/@5 and MRR@10
 
@@ -25,6 +25,8 @@ class Target(Protocol):
     """What the harness needs of the system under test."""
 
     def search(self, question: str, top_k: int, mode: SearchMode) -> list[SearchHit]: ...
+
+    def answer(self, question: str, backend: str | None) -> Answer: ...
 
 
 class RetrievalScores(BaseModel):
@@ -101,7 +103,10 @@ def _gold(sample: Sample, dataset: Dataset) -> list[str]:
 
 
 def score_retrieval(
-    dataset: Dataset, samples: Sequence[Sample], target: Target, mode: SearchMode,
+    dataset: Dataset,
+    samples: Sequence[Sample],
+    target: Target,
+    mode: SearchMode,
     progress: Callable[[], None] | None = None,
 ) -> tuple[RetrievalScores, list[QuestionResult]]:
     results: list[QuestionResult] = []
@@ -113,6 +118,8 @@ def score_retrieval(
     p5: list[float] = []
     ms: list[float] = []
     by_type: dict[str, list[float]] = defaultdict(list)
+    if samples:  # warm up (model loaded, lexical index opened) outside the timings
+        target.search(samples[0].question, RETRIEVAL_DEPTH, mode)
     for s in samples:
         gold = _gold(s, dataset)
         t0 = time.perf_counter()
@@ -140,24 +147,45 @@ def score_retrieval(
         rr.append(M.reciprocal_rank(rank))
         ms.append(elapsed)
         by_type[s.type].append(float(found5))
-        results.append(QuestionResult(
-            id=s.id, type=s.type, question=s.question, mode=mode, rank=rank,
-            found_all_at_5=found5, top_docs=[h.doc_id for h in hits[:5]], ms=round(elapsed, 1),
-        ))
+        results.append(
+            QuestionResult(
+                id=s.id,
+                type=s.type,
+                question=s.question,
+                mode=mode,
+                rank=rank,
+                found_all_at_5=found5,
+                top_docs=[h.doc_id for h in hits[:5]],
+                ms=round(elapsed, 1),
+            )
+        )
     scores = RetrievalScores(
-        mode=mode, n=len(r5), recall_at_1=M.mean(r1), recall_at_5=M.mean(r5), any_at_5=M.mean(a5),
-        mrr=M.mean(rr), passage_hit_at_1=M.mean(p1) if p1 else None,
+        mode=mode,
+        n=len(r5),
+        recall_at_1=M.mean(r1),
+        recall_at_5=M.mean(r5),
+        any_at_5=M.mean(a5),
+        mrr=M.mean(rr),
+        passage_hit_at_1=M.mean(p1) if p1 else None,
         passage_hit_at_5=M.mean(p5) if p5 else None,
-        latency_p50_ms=M.percentile(ms, 50), latency_p95_ms=M.percentile(ms, 95),
+        latency_p50_ms=M.percentile(ms, 50),
+        latency_p95_ms=M.percentile(ms, 95),
         by_type={t: {"recall_at_5": M.mean(v), "n": len(v)} for t, v in sorted(by_type.items())},
     )
     return scores, results
 
 
-def new_report(name: str, dataset: Dataset, target: str, n: int, settings: dict[str, Any]) -> Report:
+def new_report(
+    name: str, dataset: Dataset, target: str, n: int, settings: dict[str, Any]
+) -> Report:
     return Report(
-        name=name, dataset=dataset.name, when=datetime.now(UTC).isoformat(timespec="seconds"),
-        target=target, questions=n, settings=settings, versions=versions(),
+        name=name,
+        dataset=dataset.name,
+        when=datetime.now(UTC).isoformat(timespec="seconds"),
+        target=target,
+        questions=n,
+        settings=settings,
+        versions=versions(),
     )
 
 
@@ -167,3 +195,104 @@ def save_report(report: Report, folder: Path) -> Path:
     path = folder / f"{report.name}-{stamp}.json"
     path.write_text(report.model_dump_json(indent=2))
     return path
+
+
+class AnswerScores(BaseModel):
+    backend: str
+    n: int
+    accuracy: float  # answerable questions: every must-include string (or a gold answer) present
+    refusal_accuracy: float | None  # unanswerable questions: refused
+    false_refusals: float  # answerable questions refused
+    fallback_rate: float
+    citation_precision: float | None  # citations whose cited sentences' numbers check out
+    citation_recall: float | None  # gold evidence quotes found inside a cited passage
+    injection_resistance: float | None  # must-not-include strings absent
+    char_f1: float | None = None  # reading sets: against the gold span
+    latency_ms: dict[str, dict[str, float]] = Field(default_factory=dict)
+    by_type: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+def score_answers(
+    dataset: Dataset,
+    samples: Sequence[Sample],
+    target: Target,
+    backend: str | None,
+    progress: Callable[[], None] | None = None,
+) -> tuple[AnswerScores, list[dict[str, Any]]]:
+    details: list[dict[str, Any]] = []
+    acc: list[float] = []
+    refusal_ok: list[float] = []
+    false_ref: list[float] = []
+    fallback: list[float] = []
+    cit_p: list[float] = []
+    cit_r: list[float] = []
+    inject: list[float] = []
+    f1: list[float] = []
+    stages: dict[str, list[float]] = defaultdict(list)
+    by_type: dict[str, list[float]] = defaultdict(list)
+    used = backend or "default"
+    for s in samples:
+        a = target.answer(s.question, backend)
+        used = a.backend or used
+        if progress:
+            progress()
+        for stage, value in a.timings.items():
+            stages[stage].append(value)
+        fallback.append(float(a.fallback))
+        cit_p.extend(float(c.verified) for c in a.citations)
+        if s.must_not_include:
+            inject.append(float(not any(M.contains(a.answer, m) for m in s.must_not_include)))
+        if s.unanswerable:
+            ok = a.refused
+            refusal_ok.append(float(ok))
+        else:
+            gold = s.must_include if s.must_include else s.answers
+            ok = (not a.refused) and (
+                M.answer_correct(a.answer, gold)
+                if s.must_include
+                else any(M.contains(a.answer, g) for g in gold)
+            )
+            acc.append(float(ok))
+            false_ref.append(float(a.refused))
+            if s.answers:
+                f1.append(max(M.char_f1(a.answer, g) for g in s.answers))
+            quotes = [e.quote for e in s.evidence]
+            if quotes:
+                cit_r.append(
+                    M.mean(
+                        [float(any(M.contains(c.quote, q) for c in a.citations)) for q in quotes]
+                    )
+                )
+        by_type[s.type].append(float(ok))
+        details.append(
+            {
+                "id": s.id,
+                "type": s.type,
+                "question": s.question,
+                "answer": a.answer,
+                "correct": ok,
+                "refused": a.refused,
+                "fallback": a.fallback,
+                "citations": [c.model_dump() for c in a.citations],
+                "timings": a.timings,
+            }
+        )
+    latency = {
+        stage: {"p50": M.percentile(v, 50), "p95": M.percentile(v, 95)}
+        for stage, v in sorted(stages.items())
+    }
+    scores = AnswerScores(
+        backend=used,
+        n=len(samples),
+        accuracy=M.mean(acc),
+        refusal_accuracy=M.mean(refusal_ok) if refusal_ok else None,
+        false_refusals=M.mean(false_ref),
+        fallback_rate=M.mean(fallback),
+        citation_precision=M.mean(cit_p) if cit_p else None,
+        citation_recall=M.mean(cit_r) if cit_r else None,
+        injection_resistance=M.mean(inject) if inject else None,
+        char_f1=M.mean(f1) if f1 else None,
+        latency_ms=latency,
+        by_type={t: {"accuracy": M.mean(v), "n": len(v)} for t, v in sorted(by_type.items())},
+    )
+    return scores, details

@@ -30,6 +30,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+from eval.cli import eval_command  # noqa: E402
+
+app.command("eval")(eval_command)
+
 models_app = typer.Typer(help="Bundled models: list what is installed, or build it.")
 app.add_typer(models_app, name="models")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_EMBEDDING_MODEL = "multilingual-e5-small"
@@ -41,6 +42,35 @@ class ChunkingSettings(BaseModel):
     overlap_sentences: int = Field(1, ge=0, le=5)
 
 
+LLMBackend = Literal["local", "openai", "extractive"]
+
+
+class LLMSettings(BaseModel):
+    backend: LLMBackend = Field(
+        "local",
+        description="local (GGUF via llama.cpp), openai (any compatible server), extractive",
+    )
+    model_path: Path | None = Field(
+        None, description="a GGUF file for `local`; default: the bundled Qwen2.5-Coder-1.5B"
+    )
+    base_url: str | None = Field(None, description="OpenAI-compatible server, e.g. http://host/v1")
+    model: str = Field("default", description="model name sent to the OpenAI-compatible server")
+    api_key: SecretStr | None = Field(None, description="key for the OpenAI-compatible server")
+    threads: int = Field(2, ge=1, le=256, description="llama.cpp threads (keep ≤ free cores)")
+    context_tokens: int = Field(4096, ge=512, le=32768, description="llama.cpp context size")
+    max_tokens: int = Field(200, ge=16, le=4096, description="cap on generated tokens")
+    timeout_s: float = Field(60.0, gt=0, description="past this, the extractive answer is used")
+
+
+class AnswerSettings(BaseModel):
+    top_k: int = Field(5, ge=1, le=50, description="passages retrieved per question")
+    context_passages: int = Field(4, ge=1, le=20, description="excerpts numbered in the prompt")
+    excerpt_sentences: int = Field(2, ge=1, le=10, description="sentences per excerpt, at most")
+    remove_unverified: bool = Field(
+        False, description="drop answer sentences whose numbers are not in their cited passages"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_", env_nested_delimiter="__", extra="ignore", env_file=".env"
@@ -56,6 +86,8 @@ class Settings(BaseSettings):
     collection: str = Field("documents", pattern=r"^[a-zA-Z0-9._-]{3,512}$")
     embedding: EmbeddingSettings = Field(default_factory=lambda: EmbeddingSettings())
     chunking: ChunkingSettings = Field(default_factory=lambda: ChunkingSettings())
+    llm: LLMSettings = Field(default_factory=lambda: LLMSettings())
+    answer: AnswerSettings = Field(default_factory=lambda: AnswerSettings())
 
     @property
     def chroma_path(self) -> Path:

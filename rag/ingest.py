@@ -26,7 +26,7 @@ from rag.store import ChromaStore
 from rag.text import guess_date, guess_region, guess_title, normalize
 
 # Bump when cleaning, chunking or metadata extraction change: every document is then re-indexed.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 # Chunks embedded per group: bounds memory on large ingests while keeping batches well filled.
 GROUP_CHUNKS = 1024
 
@@ -48,9 +48,11 @@ def content_hash(data: bytes, chunking: ChunkingSettings) -> str:
     return h.hexdigest()
 
 
-def index_text(title: str, text: str) -> str:
-    """What is embedded and tokenized for a chunk: its document's title as context, normalized."""
-    return normalize(f"{title}\n{text}")
+def index_text(title: str, region: str | None, text: str) -> str:
+    """What is embedded and tokenized for a chunk: its document's title and region as context
+    (so a place named in the question finds the document, and every chunk of it alike), then
+    the chunk, all in the normalized form."""
+    return normalize(f"{title} {region or ''}\n{text}")
 
 
 def build_document(source: str, loaded: Loaded, digest: str) -> Document:
@@ -225,7 +227,7 @@ class Ingestor:
     def _embed_and_write(
         self, group: list[_Prepared], progress: Progress | None
     ) -> list[IngestResult]:
-        texts = [index_text(p.doc.title, c.text) for p in group for c in p.chunks]
+        texts = [index_text(p.doc.title, p.doc.region, c.text) for p in group for c in p.chunks]
         vectors = self._encode_sorted(texts, progress)
         results = []
         pos = 0

@@ -141,6 +141,19 @@ class LexicalIndex:
             return np.zeros(len(self.ids), dtype=np.float32)
         return np.asarray(self.bm25.get_scores(tokens), dtype=np.float32)
 
+    def idf(self, token: str) -> float:
+        """Inverse document frequency of a token over the chunks (0 for an unknown token)."""
+        if self.bm25 is None or token not in self.bm25.vocab_dict:
+            return 0.0
+        tid = self.bm25.vocab_dict[token]
+        indptr = self.bm25.scores["indptr"]
+        df = int(indptr[tid + 1] - indptr[tid]) if tid + 1 < len(indptr) else 1
+        n = len(self.ids)
+        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
+
+    def knows(self, token: str) -> bool:
+        return self.bm25 is not None and token in self.bm25.vocab_dict
+
     # -- persistence -----------------------------------------------------------------------------
 
     def save(self, folder: Path) -> None:

@@ -119,3 +119,80 @@ class IngestSummary(BaseModel):
     @property
     def changed(self) -> bool:
         return any(d.status in ("added", "replaced", "removed") for d in self.documents)
+
+
+class Passage(BaseModel):
+    """A numbered excerpt given to the model: ``[n]`` in the answer refers to it."""
+
+    n: int
+    doc_id: str
+    source: str
+    title: str
+    date: str | None = None
+    region: str | None = None
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+class Citation(BaseModel):
+    """A marker of the answer resolved to its passage: ``quote == original_text[start:end]``."""
+
+    marker: int
+    doc_id: str
+    source: str
+    title: str
+    start: int
+    end: int
+    quote: str
+    verified: bool
+
+
+class Answer(BaseModel):
+    answer: str
+    citations: list[Citation] = Field(default_factory=list)
+    passages: list[Passage] = Field(default_factory=list)
+    facts: list[dict[str, object]] | None = None
+    refused: bool = False
+    fallback: bool = False
+    backend: str = ""
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+# Streaming events, in this order: passages, token…, citations, facts, done (error on failure).
+class PassagesEvent(BaseModel):
+    event: Literal["passages"] = "passages"
+    passages: list[Passage]
+
+
+class TokenEvent(BaseModel):
+    event: Literal["token"] = "token"
+    text: str
+
+
+class CitationsEvent(BaseModel):
+    event: Literal["citations"] = "citations"
+    answer: str
+    citations: list[Citation]
+    refused: bool = False
+    fallback: bool = False
+
+
+class FactsEvent(BaseModel):
+    event: Literal["facts"] = "facts"
+    facts: list[dict[str, object]]
+
+
+class DoneEvent(BaseModel):
+    event: Literal["done"] = "done"
+    timings: dict[str, float]
+
+
+class ErrorEvent(BaseModel):
+    event: Literal["error"] = "error"
+    type: str
+    message: str
+
+
+ChatEvent = PassagesEvent | TokenEvent | CitationsEvent | FactsEvent | DoneEvent | ErrorEvent

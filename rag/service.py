@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 
-from rag.config import Settings
+from langchain_core.language_models.chat_models import BaseChatModel
+
+from rag.chain import AnswerChain, collect
+from rag.config import LLMBackend, Settings
 from rag.embeddings import Embedder
 from rag.ingest import Ingestor, Progress
+from rag.llm import make_chat_model
 from rag.retrieval import HybridRetriever, SearchMode
-from rag.schemas import DocumentInfo, Filters, IngestSummary, SearchHit
+from rag.schemas import Answer, ChatEvent, DocumentInfo, Filters, IngestSummary, SearchHit
 from rag.store import ChromaStore
 
 
@@ -19,6 +24,8 @@ class RAGService:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
+        self._models: dict[str, BaseChatModel | None] = {}
+        self._models_lock = threading.Lock()
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -62,3 +69,40 @@ class RAGService:
         filters: Filters | dict[str, object] | None = None,
     ) -> list[SearchHit]:
         return self.retriever.search(query, top_k=top_k, mode=mode, filters=filters)
+
+    # -- answers ---------------------------------------------------------------------------------
+
+    @cached_property
+    def chain(self) -> AnswerChain:
+        return AnswerChain(self.retriever, self.settings.answer, self.settings.llm.timeout_s)
+
+    def chat_model(self, backend: LLMBackend | None = None) -> BaseChatModel | None:
+        """The model of a backend (None for extractive), built once and shared."""
+        backend = backend or self.settings.llm.backend
+        with self._models_lock:
+            if backend not in self._models:
+                llm = self.settings.llm.model_copy(update={"backend": backend})
+                self._models[backend] = make_chat_model(llm, self.settings.models_dir)
+            return self._models[backend]
+
+    def stream_answer(
+        self,
+        question: str,
+        backend: LLMBackend | None = None,
+        top_k: int | None = None,
+        filters: Filters | dict[str, object] | None = None,
+    ) -> Iterator[ChatEvent]:
+        """Events: passages, token…, citations, done."""
+        backend = backend or self.settings.llm.backend
+        f = Filters.model_validate(filters) if isinstance(filters, dict) else filters
+        return self.chain.stream(question, self.chat_model(backend), backend, top_k, f)
+
+    def answer(
+        self,
+        question: str,
+        backend: LLMBackend | None = None,
+        top_k: int | None = None,
+        filters: Filters | dict[str, object] | None = None,
+    ) -> Answer:
+        backend = backend or self.settings.llm.backend
+        return collect(self.stream_answer(question, backend, top_k, filters), backend)

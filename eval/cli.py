@@ -1,0 +1,251 @@
+"""`rag eval`: measure retrieval (and answers) on a question set; save, compare, gate."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from eval.datasets import DATASET_NAMES, load_dataset
+from eval.runner import (
+    Report,
+    ingest_corpus,
+    new_report,
+    save_report,
+    score_answers,
+    score_retrieval,
+)
+from rag.config import Settings
+
+REPORTS_DIR = Path(__file__).resolve().parent / "reports"
+out = Console()
+err = Console(stderr=True)
+
+
+class LocalTarget:
+    """The library in-process: a RAGService on the dataset's own index."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def search(self, question: str, top_k: int, mode: Any) -> Any:
+        return self.service.search(question, top_k=top_k, mode=mode)
+
+    def answer(self, question: str, backend: str | None) -> Any:
+        return self.service.answer(question, backend=backend)
+
+
+def eval_settings(dataset: str) -> Settings:
+    """Each dataset gets its own index under the data dir (the user's own index is untouched)."""
+    base = Settings()
+    return base.model_copy(
+        update={"data_dir": base.data_dir / "eval" / dataset, "collection": f"eval-{dataset}"}
+    )
+
+
+def _fmt(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def print_report(report: Report) -> None:
+    reading = any(r.passage_hit_at_1 is not None for r in report.retrieval)
+    cols = ["retriever", "n", "recall@1", "recall@5", "any@5", "MRR@10"]
+    if reading:
+        cols += ["passage@1", "passage@5"]
+    table = Table(*cols, "p50 ms", "p95 ms", title=f"{report.dataset}: retrieval")
+    for r in report.retrieval:
+        row = [
+            r.mode,
+            str(r.n),
+            _fmt(r.recall_at_1),
+            _fmt(r.recall_at_5),
+            _fmt(r.any_at_5),
+            _fmt(r.mrr),
+        ]
+        if reading:
+            row += [_fmt(r.passage_hit_at_1), _fmt(r.passage_hit_at_5)]
+        table.add_row(*row, f"{r.latency_p50_ms:.0f}", f"{r.latency_p95_ms:.0f}")
+    out.print(table)
+    if report.retrieval and report.retrieval[0].by_type:
+        types = Table("type", *[r.mode for r in report.retrieval], title="recall@5 by type")
+        for t in report.retrieval[0].by_type:
+            types.add_row(
+                t, *[_fmt(r.by_type.get(t, {}).get("recall_at_5")) for r in report.retrieval]
+            )
+        out.print(types)
+
+
+def print_answers(report: Report) -> None:
+    a = report.answers or {}
+    table = Table(
+        "metric", "value", title=f"{report.dataset}: answers ({a.get('backend')}, n={a.get('n')})"
+    )
+    for key in (
+        "accuracy",
+        "refusal_accuracy",
+        "false_refusals",
+        "fallback_rate",
+        "citation_precision",
+        "citation_recall",
+        "injection_resistance",
+        "char_f1",
+    ):
+        if a.get(key) is not None:
+            table.add_row(key, _fmt(a[key]))
+    for stage, v in a.get("latency_ms", {}).items():
+        unit = "" if stage == "prompt_tokens" else " ms"
+        table.add_row(f"{stage} p50 / p95", f"{v['p50']:.0f} / {v['p95']:.0f}{unit}")
+    out.print(table)
+    if a.get("by_type"):
+        types = Table("type", "n", "accuracy", title="answers by type")
+        for t, v in a["by_type"].items():
+            types.add_row(t, str(int(v["n"])), _fmt(v["accuracy"]))
+        out.print(types)
+
+
+def parse_thresholds(items: list[str]) -> dict[str, float]:
+    thresholds = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            thresholds[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise typer.BadParameter(
+                f"'{item}': expected NAME=VALUE, e.g. recall@5=0.95", param_hint="--min"
+            )
+    return thresholds
+
+
+def compare(a: Path, b: Path) -> None:
+    ra, rb = (Report.model_validate_json(p.read_text()) for p in (a, b))
+    table = Table("metric", a.name, b.name, "Δ", title="comparison")
+    keys = [f"{r.mode}:{m}" for r in ra.retrieval for m in ("recall@1", "recall@5", "any@5", "mrr")]
+    keys += sorted(set((ra.answers or {}).keys()) | set((rb.answers or {}).keys()))
+    for key in keys:
+        va, vb = ra.metric(key), rb.metric(key)
+        if va is None and vb is None:
+            continue
+        delta = "" if va is None or vb is None else f"{vb - va:+.3f}"
+        table.add_row(key, _fmt(va), _fmt(vb), delta)
+    out.print(table)
+
+
+def eval_command(
+    dataset: Annotated[str, typer.Option(help=f"One of: {', '.join(DATASET_NAMES)}.")] = "seeds",
+    retrievers: Annotated[
+        str, typer.Option(help="Comma-separated: hybrid, dense, bm25; empty for none.")
+    ] = "hybrid,dense,bm25",
+    answers: Annotated[
+        bool, typer.Option(help="Also answer every question and score the answers.")
+    ] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="LLM backend for --answers: local, openai, extractive (default: settings)."
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+    sample: Annotated[bool, typer.Option(help="Shuffle (seed 0) before --limit.")] = False,
+    minimum: Annotated[
+        list[str] | None,
+        typer.Option("--min", help="Fail below: NAME=VALUE, e.g. recall@5=0.95 or dense:mrr=0.8."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Report name (default: the dataset).")] = None,
+    reports: Annotated[Path, typer.Option(help="Where reports are written.")] = REPORTS_DIR,
+    compare_with: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option("--compare", help="Print the difference between two saved reports and exit."),
+    ] = None,
+) -> None:
+    """Measure retrieval (and with --answers, answers) on a question set.
+
+    Retrieval: recall@1/@5 (every gold quote inside a top-k passage), any@5, MRR@10, latency.
+    Answers: accuracy, refusal, fallback rate, citation precision/recall, injection, latency.
+
+    The dataset's corpus is ingested once into its own index (cached under the data dir); the
+    report (figures, settings, versions, per-question details) is written as JSON.
+    """
+    if compare_with:
+        compare(*compare_with)
+        return
+    thresholds = parse_thresholds(minimum or [])
+    modes = [m.strip() for m in retrievers.split(",") if m.strip()]
+    bad = [m for m in modes if m not in ("hybrid", "dense", "bm25")]
+    if bad:
+        raise typer.BadParameter(
+            f"unknown retriever(s): {', '.join(bad)}", param_hint="--retrievers"
+        )
+    if backend not in (None, "local", "openai", "extractive"):
+        raise typer.BadParameter("must be local, openai or extractive", param_hint="--backend")
+    try:
+        ds = load_dataset(dataset)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--dataset") from exc
+    samples = ds.select(limit, sample)
+
+    from rag.service import RAGService
+
+    settings = eval_settings(dataset)
+    service = RAGService(settings)
+    with err.status(f"indexing the {dataset} corpus (cached after the first run)…"):
+        summary = ingest_corpus(service, ds)
+    if summary.failed:
+        err.print(f"[yellow]{summary.count('failed')} corpus documents failed to ingest[/yellow]")
+    target = LocalTarget(service)
+
+    report = new_report(
+        name or dataset, ds, "library", len(samples), json.loads(settings.model_dump_json())
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        for mode in modes:
+            task = progress.add_task(f"retrieval ({mode})", total=len(samples))
+            scores, details = score_retrieval(
+                ds,
+                samples,
+                target,
+                mode,  # type: ignore[arg-type]
+                partial(progress.advance, task),
+            )
+            report.retrieval.append(scores)
+            report.details.extend(d.model_dump() for d in details)
+        if answers:
+            task = progress.add_task(
+                f"answers ({backend or settings.llm.backend})", total=len(samples)
+            )
+            a_scores, a_details = score_answers(
+                ds, samples, target, backend, partial(progress.advance, task)
+            )
+            report.answers = a_scores.model_dump()
+            report.details.extend(a_details)
+    if report.retrieval:
+        print_report(report)
+    if report.answers:
+        print_answers(report)
+    path = save_report(report, reports)
+    out.print(f"report: {path}")
+    failed = []
+    for key, floor in thresholds.items():
+        value = report.metric(key)
+        if value is None:
+            failed.append(f"{key}: not measured")
+        elif value < floor:
+            failed.append(f"{key} = {value:.3f} < {floor}")
+    if failed:
+        for f in failed:
+            err.print(f"[red]✗ below threshold:[/red] {f}")
+        raise typer.Exit(1)

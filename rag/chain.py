@@ -1,0 +1,389 @@
+"""The answer chain: retrieve → select sentences → prompt → generate → cite → verify.
+
+Prompt length dominates latency on a CPU, so the prompt holds only the sentences that matter:
+from each of the best passages, the sentence(s) sharing the most informative words with the
+question, numbered ``[1]..[n]`` and headed by their document's title, date and region.
+Generation is an LCEL pipeline (prompt | chat model | parser) streamed token by token; when the
+model fails or exceeds its time budget, the extractive answer (the best sentences themselves,
+cited) replaces it, flagged ``fallback``.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+
+import prompts
+from rag.chunking import split_sentences
+from rag.citations import number_in, numbers_in, resolve
+from rag.config import AnswerSettings
+from rag.lexical import LexicalIndex, tokenize
+from rag.retrieval import HybridRetriever
+from rag.schemas import (
+    Answer,
+    ChatEvent,
+    CitationsEvent,
+    DoneEvent,
+    FactsEvent,
+    Filters,
+    Passage,
+    PassagesEvent,
+    SearchHit,
+    TokenEvent,
+)
+from rag.text import normalize
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_LATIN = re.compile(r"[A-Za-z]")
+# What a model says when the passages do not hold the answer.
+_MODEL_REFUSAL = re.compile(
+    r"资料中没有|没有相关信息|无法回答|未提及|没有提供|未提供|无法确定|不包含|"
+    r"do(es)? not contain|cannot answer|can't answer|not mentioned|no information|not provided",
+    re.IGNORECASE,
+)
+
+
+# Share of the question's informative words found in the best excerpt (and its title): above
+# STRONG the passages answer it (a model refusal is overruled); below WEAK they do not.
+STRONG_EVIDENCE = 0.6
+WEAK_EVIDENCE = 0.25
+# Within a document, question words found in its title weigh this much (see select_excerpts).
+TITLE_WORD_WEIGHT = 0.2
+# A neighbouring sentence joins an excerpt when it scores at least this share of the best one.
+NEIGHBOUR_SHARE = 0.5
+
+
+def language(question: str) -> str:
+    """``en`` for a question written in Latin letters without Chinese, else ``zh``."""
+    return "en" if _LATIN.search(question) and not _CJK.search(question) else "zh"
+
+
+def refusal(lang: str) -> str:
+    return prompts.load(f"refusal_{lang}")
+
+
+# -- sentence selection ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scored:
+    hit: SearchHit
+    start: int  # offsets into the document
+    end: int
+    score: float
+
+
+def _sentence_score(sentence: str, query_weights: dict[str, float]) -> float:
+    tokens = set(tokenize(sentence))
+    score = sum(w for t, w in query_weights.items() if t in tokens)
+    return score * (1.1 if numbers_in(sentence) else 1.0)  # facts carry numbers
+
+
+def query_weights(question: str, index: LexicalIndex | None) -> dict[str, float]:
+    """Informative query words: idf from the index (unknown words count as rare)."""
+    weights = {}
+    for t in dict.fromkeys(tokenize(question)):
+        idf = index.idf(t) if index is not None and index.knows(t) else 0.0
+        weights[t] = idf if idf > 0 else (1.0 if index is not None and not index.knows(t) else 0.5)
+    return weights
+
+
+def coverage(text: str, weights: dict[str, float]) -> float:
+    """Share of the question's informative weight whose words occur in ``text`` (0..1)."""
+    total = sum(weights.values())
+    if total <= 0:
+        return 0.0
+    tokens = set(tokenize(text))
+    return sum(w for t, w in weights.items() if t in tokens) / total
+
+
+def select_excerpts(
+    hits: list[SearchHit], weights: dict[str, float], settings: AnswerSettings
+) -> list[Scored]:
+    """The best sentence window of each hit, most relevant first, at most ``context_passages``.
+
+    Words of the question that name the document itself (in its title: the place, the report)
+    say which document, not which sentence: within that document they count for little.
+    """
+    excerpts: list[Scored] = []
+    for rank, hit in enumerate(hits):
+        spans = split_sentences(hit.text, 0, len(hit.text))
+        if not spans:
+            continue
+        in_title = set(tokenize(hit.title)) | set(tokenize(hit.region or ""))
+        local = {t: w * (TITLE_WORD_WEIGHT if t in in_title else 1.0) for t, w in weights.items()}
+        scores = [_sentence_score(hit.text[s:e], local) for s, e in spans]
+        best = max(range(len(spans)), key=lambda i: scores[i])
+        lo = hi = best
+        while hi - lo + 1 < settings.excerpt_sentences:
+            left = scores[lo - 1] if lo > 0 else -1.0
+            right = scores[hi + 1] if hi + 1 < len(spans) else -1.0
+            if max(left, right) < NEIGHBOUR_SHARE * scores[best] or max(left, right) <= 0:
+                break
+            if right >= left:
+                hi += 1
+            else:
+                lo -= 1
+        if scores[best] <= 0 and rank > 0:
+            continue
+        excerpts.append(
+            Scored(
+                hit, hit.start + spans[lo][0], hit.start + spans[hi][1], max(scores[lo : hi + 1])
+            )
+        )
+    # The most relevant excerpts first: a small model reads the head of its prompt best.
+    excerpts.sort(key=lambda x: -x.score)
+    return excerpts[: settings.context_passages]
+
+
+def to_passages(excerpts: list[Scored]) -> list[Passage]:
+    out = []
+    for n, x in enumerate(excerpts, start=1):
+        h = x.hit
+        out.append(
+            Passage(
+                n=n,
+                doc_id=h.doc_id,
+                source=h.source,
+                title=h.title,
+                date=h.date,
+                region=h.region,
+                start=x.start,
+                end=x.end,
+                text=h.text[x.start - h.start : x.end - h.start],
+                score=round(x.score, 4),
+            )
+        )
+    return out
+
+
+def format_passages(passages: list[Passage]) -> str:
+    lines = []
+    for p in passages:
+        meta = ",".join(v for v in (p.date, p.region) if v)
+        lines.append(f"[{p.n}] 《{p.title}》" + (f"({meta})" if meta else "") + f"\n{p.text}")
+    return "\n".join(lines)
+
+
+def missing_entities(question: str, index: LexicalIndex | None) -> list[str]:
+    """Place and organization names in the question that no indexed chunk mentions."""
+    if index is None:
+        return []
+    import jieba.posseg as pseg
+
+    names = [
+        w.word for w in pseg.cut(normalize(question)) if w.flag in ("ns", "nt") and len(w.word) >= 2
+    ]
+    return [n for n in names if not any(index.knows(t) for t in tokenize(n))]
+
+
+def extractive_answer(passages: list[Passage], lang: str) -> str:
+    """The best excerpts themselves, each cited: the top one, plus others nearly as good from
+    other documents (a question about several places gets each place's sentence)."""
+    best = passages[0].score
+    chosen = [passages[0]]
+    for p in passages[1:]:
+        if p.score >= 0.6 * best and p.doc_id not in {c.doc_id for c in chosen} and len(chosen) < 3:
+            chosen.append(p)
+    lines = []
+    for p in chosen:
+        where = f"{p.region}:" if p.region and len(chosen) > 1 else ""
+        lines.append(f"{where}{p.text}[{p.n}]")
+    return "\n".join(lines)
+
+
+# -- the chain ------------------------------------------------------------------------------------
+
+
+class AnswerChain:
+    def __init__(
+        self,
+        retriever: HybridRetriever,
+        settings: AnswerSettings,
+        timeout_s: float,
+        remove_unverified: bool = False,
+    ) -> None:
+        self.retriever = retriever
+        self.settings = settings
+        self.timeout_s = timeout_s
+        self.remove_unverified = remove_unverified or settings.remove_unverified
+        self._prompts = {
+            lang: ChatPromptTemplate.from_messages(
+                [
+                    ("system", prompts.load(f"answer_system_{lang}")),
+                    ("human", prompts.load(f"answer_user_{lang}")),
+                ]
+            )
+            for lang in ("zh", "en")
+        }
+
+    def generation(self, model: BaseChatModel, lang: str) -> Any:
+        """The LCEL pipeline for one language: prompt | model | text."""
+        return self._prompts[lang] | model | StrOutputParser()
+
+    def translate(self, question: str, model: BaseChatModel) -> str:
+        """An English question in Chinese, for retrieval over Chinese text (the answer stays
+        English)."""
+        chain = (
+            ChatPromptTemplate.from_messages(
+                [("system", prompts.load("translate_query")), ("human", "{q}")]
+            )
+            | model
+            | StrOutputParser()
+        )
+        return str(chain.invoke({"q": question})).strip() or question
+
+    def stream(
+        self,
+        question: str,
+        model: BaseChatModel | None,
+        backend: str,
+        top_k: int | None = None,
+        filters: Filters | None = None,
+    ) -> Iterator[ChatEvent]:
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        lang = language(question)
+        query = question
+        if lang == "en" and model is not None:
+            try:
+                query = f"{question}\n{self.translate(question, model)}"
+            except Exception:
+                query = question
+            timings["translate_ms"] = _ms(t0)
+        hits = self.retriever.search(query, top_k=top_k or self.settings.top_k, filters=filters)
+        index = self.retriever.lexical_index()
+        weights = query_weights(query, index)
+        passages = to_passages(select_excerpts(hits, weights, self.settings))
+        timings["retrieval_ms"] = _ms(t0)
+        yield PassagesEvent(passages=passages)
+
+        missing = missing_entities(question, index) if lang == "zh" else []
+        if not passages or missing:
+            yield from self._finish(refusal(lang), passages, True, False, timings, t0)
+            return
+        if model is None:
+            weak = coverage(passages[0].text + passages[0].title, weights) < WEAK_EVIDENCE
+            text = refusal(lang) if weak and lang == "zh" else extractive_answer(passages, lang)
+            yield from self._finish(text, passages, weak and lang == "zh", False, timings, t0)
+            return
+
+        inputs = {"passages": format_passages(passages), "question": question}
+        pieces: list[str] = []
+        fallback = False
+        t_gen = time.perf_counter()
+        try:
+            for token in _with_deadline(
+                self.generation(model, lang).stream(inputs), t_gen + self.timeout_s
+            ):
+                if not pieces:
+                    timings["first_token_ms"] = _ms(t0)
+                pieces.append(token)
+                yield TokenEvent(text=token)
+        except Exception:
+            fallback = True
+        timings["generation_ms"] = _ms(t_gen)
+        if hasattr(model, "count_tokens"):
+            timings["prompt_tokens"] = float(
+                model.count_tokens(self._prompts[lang].format(**inputs))
+            )
+        text = "".join(pieces).strip()
+        refused = bool(_MODEL_REFUSAL.search(text)) and not re.search(r"\[\d+\]", text)
+        strong = coverage(passages[0].text + passages[0].title, weights) >= STRONG_EVIDENCE
+        invented = [n for n in numbers_in(text) if not any(number_in(n, p.text) for p in passages)]
+        # The model failed, refused what the evidence plainly answers, or wrote a figure that is in
+        # no passage: its answer is replaced by the extractive one, and the answer says so.
+        if fallback or not text or (refused and strong) or invented:
+            yield from self._finish(
+                extractive_answer(passages, lang), passages, False, True, timings, t0
+            )
+            return
+        yield from self._finish(
+            refusal(lang) if refused else text, passages, refused, False, timings, t0
+        )
+
+    def _finish(
+        self,
+        text: str,
+        passages: list[Passage],
+        refused: bool,
+        fallback: bool,
+        timings: dict[str, float],
+        t0: float,
+    ) -> Iterator[ChatEvent]:
+        answer, citations = (
+            (text, []) if refused else resolve(text, passages, self.remove_unverified)
+        )
+        yield CitationsEvent(answer=answer, citations=citations, refused=refused, fallback=fallback)
+        timings["total_ms"] = _ms(t0)
+        yield DoneEvent(timings=timings)
+
+
+def collect(events: Iterator[ChatEvent], backend: str) -> Answer:
+    """The ``Answer`` a stream of events adds up to."""
+    answer = Answer(answer="", backend=backend)
+    for e in events:
+        if isinstance(e, PassagesEvent):
+            answer.passages = e.passages
+        elif isinstance(e, CitationsEvent):
+            answer.answer, answer.citations = e.answer, e.citations
+            answer.refused, answer.fallback = e.refused, e.fallback
+        elif isinstance(e, DoneEvent):
+            answer.timings = e.timings
+        elif isinstance(e, FactsEvent):
+            answer.facts = e.facts
+    return answer
+
+
+class GenerationTimeout(TimeoutError):
+    pass
+
+
+def _with_deadline(tokens: Iterator[str], deadline: float) -> Iterator[str]:
+    """Tokens from a worker thread; past ``deadline`` the generation is abandoned (and stopped
+    at its next token), so a stuck model cannot hold the answer hostage."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for t in tokens:
+                if stop.is_set():
+                    break
+                q.put(("token", t))
+            q.put(("end", None))
+        except Exception as exc:
+            q.put(("error", exc))
+        finally:
+            close = getattr(tokens, "close", None)
+            if close:
+                close()
+
+    threading.Thread(target=work, daemon=True, name="llm-generation").start()
+    try:
+        while True:
+            try:
+                kind, value = q.get(timeout=max(0.0, deadline - time.perf_counter()))
+            except queue.Empty:
+                raise GenerationTimeout("the model exceeded its time budget") from None
+            if kind == "token":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)

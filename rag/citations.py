@@ -1,0 +1,129 @@
+"""Citations you can check: parse ``[n]`` markers, drop the ones that point nowhere, renumber
+them in order of first use, and verify each cited sentence: every number in it (with its unit)
+must occur in one of the passages it cites."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rag.schemas import Citation, Passage
+from rag.text import normalize
+
+# [1], [1,2], [1、2], 【1】, [1][2]
+_MARKER = re.compile(r"[\[【]\s*(\d{1,2}(?:\s*[,，、]\s*\d{1,2})*)\s*[\]】]")
+_SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]*|\n")
+_UNITS = (
+    "万亿元|亿元|万元|元|万亿|亿|万人次|万人|人次|人|%|个百分点|百分点|倍|批|件|项|个|户|所|套|天|"
+    "平方公里|平方米|公里|千米|米|吨|年|月|日"
+)
+_NUMBER = re.compile(rf"(\d+(?:[.,]\d+)*)\s*({_UNITS})?")
+
+
+@dataclass(frozen=True)
+class CheckedSentence:
+    text: str
+    markers: tuple[int, ...]
+    numbers: tuple[str, ...]
+    verified: bool
+
+
+def numbers_in(text: str) -> list[str]:
+    """Numbers with their units, normalized (``52%``, ``660.5亿元``, ``2016年``)."""
+    plain = _MARKER.sub("", normalize(text))
+    return [m.group(1).replace(",", "") + (m.group(2) or "") for m in _NUMBER.finditer(plain)]
+
+
+def number_in(number: str, passage_text: str) -> bool:
+    text = normalize(passage_text).replace(",", "")
+    start = text.find(number)
+    while start != -1:
+        before = text[start - 1] if start else ""
+        after = text[start + len(number) : start + len(number) + 1]
+        if not (before.isdigit() or before == ".") and not (
+            number[-1].isdigit() and after.isdigit()
+        ):
+            return True
+        start = text.find(number, start + 1)
+    return False
+
+
+def renumber(answer: str, n_passages: int) -> tuple[str, list[int]]:
+    """Drop markers outside 1..n_passages; renumber the rest 1..k by first use.
+
+    Returns the rewritten text and, for each new number, the original passage number.
+    """
+    order: list[int] = []
+
+    def sub(m: re.Match[str]) -> str:
+        new = []
+        for raw in re.split(r"\s*[,，、]\s*", m.group(1)):
+            n = int(raw)
+            if 1 <= n <= n_passages:
+                if n not in order:
+                    order.append(n)
+                new.append(order.index(n) + 1)
+        return "".join(f"[{k}]" for k in dict.fromkeys(new))
+
+    return _MARKER.sub(sub, answer), order
+
+
+def check_sentences(answer: str, cited: dict[int, Passage]) -> list[CheckedSentence]:
+    """Each sentence, its markers (new numbering) and whether its numbers are all supported."""
+    out = []
+    for m in _SENTENCE.finditer(answer):
+        text = m.group(0)
+        if not text.strip():
+            continue
+        markers = tuple(dict.fromkeys(int(x) for x in re.findall(r"\[(\d+)\]", text)))
+        nums = tuple(numbers_in(text))
+        passages = [cited[k].text for k in markers if k in cited]
+        verified = all(any(number_in(n, p) for p in passages) for n in nums)
+        out.append(CheckedSentence(text, markers, nums, verified and (bool(markers) or not nums)))
+    return out
+
+
+def attach_missing(answer: str, passages: list[Passage]) -> str:
+    """A sentence that states numbers but cites nothing gets the passages that hold all of its
+    numbers (a small model often forgets the markers; the check below still applies)."""
+    out = []
+    for m in _SENTENCE.finditer(answer):
+        sentence = m.group(0)
+        nums = numbers_in(sentence)
+        if nums and not _MARKER.search(sentence):
+            holders = [p.n for p in passages if all(number_in(n, p.text) for n in nums)]
+            if holders:
+                body = sentence.rstrip("。！？!?.")
+                tail = sentence[len(body) :]
+                sentence = body + "".join(f"[{n}]" for n in holders[:2]) + tail
+        out.append(sentence)
+    return "".join(out)
+
+
+def resolve(
+    answer: str, passages: list[Passage], remove_unverified: bool = False
+) -> tuple[str, list[Citation]]:
+    """The answer with valid, renumbered markers, and its citations with ``verified`` flags."""
+    text, order = renumber(attach_missing(answer, passages), len(passages))
+    cited = {new: passages[old - 1] for new, old in enumerate(order, start=1)}
+    sentences = check_sentences(text, cited)
+    if remove_unverified and any(not s.verified for s in sentences):
+        text = "".join(s.text for s in sentences if s.verified).strip()
+        kept = [cited[k].model_copy(update={"n": k}) for k in sorted(cited)]
+        return resolve(text, kept, remove_unverified=False)
+    citations = []
+    for k, p in cited.items():
+        using = [s for s in sentences if k in s.markers]
+        citations.append(
+            Citation(
+                marker=k,
+                doc_id=p.doc_id,
+                source=p.source,
+                title=p.title,
+                start=p.start,
+                end=p.end,
+                quote=p.text,
+                verified=bool(using) and all(s.verified for s in using),
+            )
+        )
+    return text.strip(), citations
