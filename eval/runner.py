@@ -73,11 +73,12 @@ class Report(BaseModel):
             name, name
         )
         for r in self.retrieval:
-            if r.mode == (mode or "hybrid") and hasattr(r, name):
-                value = getattr(r, name)
-                return float(value) if value is not None else None
-        if self.answers and name in self.answers and not mode:
-            return float(self.answers[name])
+            value = getattr(r, name, None)
+            if r.mode == (mode or "hybrid") and isinstance(value, int | float):
+                return float(value)
+        value = (self.answers or {}).get(name) if not mode else None
+        if isinstance(value, int | float):
+            return float(value)
         return None
 
 

@@ -40,7 +40,7 @@ from rag.schemas import (
     SearchHit,
     TokenEvent,
 )
-from rag.text import normalize
+from rag.text import looks_like_instruction, normalize
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
@@ -121,7 +121,10 @@ def select_excerpts(
             continue
         in_title = set(tokenize(hit.title)) | set(tokenize(hit.region or ""))
         local = {t: w * (TITLE_WORD_WEIGHT if t in in_title else 1.0) for t, w in weights.items()}
-        scores = [_sentence_score(hit.text[s:e], local) for s, e in spans]
+        scores = [
+            0.0 if looks_like_instruction(hit.text[s:e]) else _sentence_score(hit.text[s:e], local)
+            for s, e in spans
+        ]
         best = max(range(len(spans)), key=lambda i: scores[i])
         lo = hi = best
         while hi - lo + 1 < settings.excerpt_sentences:
@@ -133,7 +136,9 @@ def select_excerpts(
                 hi += 1
             else:
                 lo -= 1
-        if scores[best] <= 0 and rank > 0:
+        if scores[best] <= 0 and (
+            rank > 0 or looks_like_instruction(hit.text[spans[best][0] : spans[best][1]])
+        ):
             continue
         excerpts.append(
             Scored(
@@ -197,7 +202,8 @@ def extractive_answer(passages: list[Passage], lang: str) -> str:
     lines = []
     for p in chosen:
         where = f"{p.region}:" if p.region and len(chosen) > 1 else ""
-        lines.append(f"{where}{p.text}[{p.n}]")
+        body = p.text.rstrip("。！？!?；;")
+        lines.append(f"{where}{body}[{p.n}]{p.text[len(body) :]}")
     return "\n".join(lines)
 
 
@@ -269,12 +275,14 @@ class AnswerChain:
 
         missing = missing_entities(question, index) if lang == "zh" else []
         if not passages or missing:
-            yield from self._finish(refusal(lang), passages, True, False, timings, t0)
+            yield from self._finish(refusal(lang), passages, True, False, timings, t0, question)
             return
         if model is None:
             weak = coverage(passages[0].text + passages[0].title, weights) < WEAK_EVIDENCE
             text = refusal(lang) if weak and lang == "zh" else extractive_answer(passages, lang)
-            yield from self._finish(text, passages, weak and lang == "zh", False, timings, t0)
+            yield from self._finish(
+                text, passages, weak and lang == "zh", False, timings, t0, question
+            )
             return
 
         inputs = {"passages": format_passages(passages), "question": question}
@@ -299,16 +307,21 @@ class AnswerChain:
         text = "".join(pieces).strip()
         refused = bool(_MODEL_REFUSAL.search(text)) and not re.search(r"\[\d+\]", text)
         strong = coverage(passages[0].text + passages[0].title, weights) >= STRONG_EVIDENCE
-        invented = [n for n in numbers_in(text) if not any(number_in(n, p.text) for p in passages)]
+        given = set(numbers_in(question))
+        invented = [
+            n
+            for n in numbers_in(text)
+            if n not in given and not any(number_in(n, p.text) for p in passages)
+        ]
         # The model failed, refused what the evidence plainly answers, or wrote a figure that is in
         # no passage: its answer is replaced by the extractive one, and the answer says so.
         if fallback or not text or (refused and strong) or invented:
             yield from self._finish(
-                extractive_answer(passages, lang), passages, False, True, timings, t0
+                extractive_answer(passages, lang), passages, False, True, timings, t0, question
             )
             return
         yield from self._finish(
-            refusal(lang) if refused else text, passages, refused, False, timings, t0
+            refusal(lang) if refused else text, passages, refused, False, timings, t0, question
         )
 
     def _finish(
@@ -319,9 +332,12 @@ class AnswerChain:
         fallback: bool,
         timings: dict[str, float],
         t0: float,
+        question: str,
     ) -> Iterator[ChatEvent]:
         answer, citations = (
-            (text, []) if refused else resolve(text, passages, self.remove_unverified)
+            (text, [])
+            if refused
+            else resolve(text, passages, self.remove_unverified, question=question)
         )
         yield CitationsEvent(answer=answer, citations=citations, refused=refused, fallback=fallback)
         timings["total_ms"] = _ms(t0)

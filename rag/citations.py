@@ -12,7 +12,8 @@ from rag.text import normalize
 
 # [1], [1,2], [1、2], 【1】, [1][2]
 _MARKER = re.compile(r"[\[【]\s*(\d{1,2}(?:\s*[,，、]\s*\d{1,2})*)\s*[\]】]")
-_SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]*|\n")
+# A sentence, with the markers that follow its closing punctuation ("…52%。[1]").
+_SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]*(?:\s*[\[【]\d[\d,，、\s]*[\]】])*|\n")
 _UNITS = (
     "万亿元|亿元|万元|元|万亿|亿|万人次|万人|人次|人|%|个百分点|百分点|倍|批|件|项|个|户|所|套|天|"
     "平方公里|平方米|公里|千米|米|吨|年|月|日"
@@ -68,28 +69,33 @@ def renumber(answer: str, n_passages: int) -> tuple[str, list[int]]:
     return _MARKER.sub(sub, answer), order
 
 
-def check_sentences(answer: str, cited: dict[int, Passage]) -> list[CheckedSentence]:
-    """Each sentence, its markers (new numbering) and whether its numbers are all supported."""
+def check_sentences(
+    answer: str, cited: dict[int, Passage], given: frozenset[str] = frozenset()
+) -> list[CheckedSentence]:
+    """Each sentence, its markers (new numbering) and whether its numbers are all supported.
+    Numbers ``given`` in the question (a year it asks about) are not claims and are not checked."""
     out = []
     for m in _SENTENCE.finditer(answer):
         text = m.group(0)
         if not text.strip():
             continue
         markers = tuple(dict.fromkeys(int(x) for x in re.findall(r"\[(\d+)\]", text)))
-        nums = tuple(numbers_in(text))
+        nums = tuple(n for n in numbers_in(text) if n not in given)
         passages = [cited[k].text for k in markers if k in cited]
         verified = all(any(number_in(n, p) for p in passages) for n in nums)
         out.append(CheckedSentence(text, markers, nums, verified and (bool(markers) or not nums)))
     return out
 
 
-def attach_missing(answer: str, passages: list[Passage]) -> str:
+def attach_missing(
+    answer: str, passages: list[Passage], given: frozenset[str] = frozenset()
+) -> str:
     """A sentence that states numbers but cites nothing gets the passages that hold all of its
     numbers (a small model often forgets the markers; the check below still applies)."""
     out = []
     for m in _SENTENCE.finditer(answer):
         sentence = m.group(0)
-        nums = numbers_in(sentence)
+        nums = [n for n in numbers_in(sentence) if n not in given]
         if nums and not _MARKER.search(sentence):
             holders = [p.n for p in passages if all(number_in(n, p.text) for n in nums)]
             if holders:
@@ -101,16 +107,17 @@ def attach_missing(answer: str, passages: list[Passage]) -> str:
 
 
 def resolve(
-    answer: str, passages: list[Passage], remove_unverified: bool = False
+    answer: str, passages: list[Passage], remove_unverified: bool = False, question: str = ""
 ) -> tuple[str, list[Citation]]:
     """The answer with valid, renumbered markers, and its citations with ``verified`` flags."""
-    text, order = renumber(attach_missing(answer, passages), len(passages))
+    given = frozenset(numbers_in(question))
+    text, order = renumber(attach_missing(answer, passages, given), len(passages))
     cited = {new: passages[old - 1] for new, old in enumerate(order, start=1)}
-    sentences = check_sentences(text, cited)
+    sentences = check_sentences(text, cited, given)
     if remove_unverified and any(not s.verified for s in sentences):
         text = "".join(s.text for s in sentences if s.verified).strip()
         kept = [cited[k].model_copy(update={"n": k}) for k in sorted(cited)]
-        return resolve(text, kept, remove_unverified=False)
+        return resolve(text, kept, remove_unverified=False, question=question)
     citations = []
     for k, p in cited.items():
         using = [s for s in sentences if k in s.markers]

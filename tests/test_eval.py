@@ -1,0 +1,82 @@
+"""The harness gates CI: seed dev set, retrieval and the extractive backend, with thresholds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from eval.cli import parse_thresholds
+from rag import cli
+
+runner = CliRunner()
+
+GATES = [
+    "recall@5=0.95",
+    "mrr=0.85",
+    "accuracy=0.85",
+    "refusal_accuracy=1.0",
+    "citation_precision=0.95",
+]
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+def test_seed_quality_gate(env: Path) -> None:
+    args = [
+        "eval",
+        "--dataset",
+        "seeds",
+        "--answers",
+        "--backend",
+        "extractive",
+        "--reports",
+        str(env / "reports"),
+    ]
+    for g in GATES:
+        args += ["--min", g]
+    res = runner.invoke(cli.app, args)
+    assert res.exit_code == 0, res.output
+    (report,) = (env / "reports").glob("seeds-*.json")
+    data = json.loads(report.read_text())
+    modes = {r["mode"]: r for r in data["retrieval"]}
+    assert set(modes) == {"hybrid", "dense", "bm25"}
+    # fusion must not lose to either side
+    assert modes["hybrid"]["recall_at_5"] >= max(
+        modes["dense"]["recall_at_5"], modes["bm25"]["recall_at_5"]
+    )
+    assert data["answers"]["backend"] == "extractive"
+    assert data["settings"]["llm"]["backend"] and data["versions"]["chromadb"]
+
+    # a threshold that cannot be met fails the run, naming the figure
+    failing = runner.invoke(
+        cli.app,
+        [
+            "eval",
+            "--dataset",
+            "seeds",
+            "--retrievers",
+            "bm25",
+            "--reports",
+            str(env / "reports"),
+            "--min",
+            "bm25:recall@1=1.01",
+        ],
+    )
+    assert failing.exit_code == 1
+    assert "bm25:recall@1" in failing.stderr
+
+    compared = runner.invoke(cli.app, ["eval", "--compare", str(report), str(report)])
+    assert compared.exit_code == 0 and "hybrid:recall@5" in compared.output
+
+
+def test_threshold_syntax_errors_are_clear() -> None:
+    assert parse_thresholds(["recall@5=0.9"]) == {"recall@5": 0.9}
+    with pytest.raises(Exception, match="NAME=VALUE"):
+        parse_thresholds(["recall@5"])

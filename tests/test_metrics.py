@@ -1,0 +1,58 @@
+"""Metric functions, with hand-computed cases: each of them must be able to fail."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from eval import metrics as M
+
+
+def test_contains_normalizes_script_width_and_space() -> None:
+    assert M.contains("同比分別下降７%和52 %", "分别下降7%和52%")
+    assert not M.contains("同比下降7%", "52%")
+
+
+@pytest.mark.parametrize(
+    ("haystack", "needle", "found"),
+    [
+        ("7.5万亿", "5万亿", False),
+        ("173%", "73%", False),
+        ("下降73%。", "73%", True),
+        ("1.86", "1.8", False),
+        ("撤销73个", "73", True),
+        ("2016年", "16", False),
+    ],
+)
+def test_numbers_never_match_inside_longer_numbers(haystack: str, needle: str, found: bool) -> None:
+    assert M.contains(haystack, needle) is found
+
+
+def test_recall_all_vs_any_and_rank() -> None:
+    passages = ["甲乙", "丙丁", "戊己"]
+    assert M.all_found_within(passages, ["乙", "丁"], 2)
+    assert not M.all_found_within(passages, ["乙", "己"], 2)
+    assert M.any_found_within(passages, ["乙", "己"], 1)
+    assert M.first_rank(passages, ["己", "丁"]) == 2
+    assert M.first_rank(passages, ["庚"]) is None
+    assert M.reciprocal_rank(4) == 0.25 and M.reciprocal_rank(None) == 0.0
+
+
+def test_answer_accuracy_needs_every_string() -> None:
+    assert M.answer_correct("城关区进京非访量下降73%", ["城关", "73%"])
+    assert not M.answer_correct("城关区下降15.1%", ["城关", "73%"])
+
+
+def test_char_f1_by_hand() -> None:
+    # prediction 4 chars, gold 2 chars, 2 in common: P = 1/2, R = 1, F1 = 2/3
+    assert M.char_f1("光荣公司", "光荣") == pytest.approx(2 / 3)
+    assert M.char_f1("abc", "xyz") == 0.0
+
+
+def test_percentiles_nearest_rank() -> None:
+    values = [10.0, 20.0, 30.0, 40.0]
+    assert M.percentile(values, 50) == 20.0
+    assert M.percentile(values, 95) == 40.0
+    assert math.isnan(M.percentile([], 50))
+    assert M.mean([1.0, 2.0]) == 1.5
