@@ -72,6 +72,7 @@ def test_numbers_from_the_question_are_not_claims() -> None:
     answer, citations = resolve(
         "2016年人次下降52%[1]。", [passage(1, "人次下降52%。")], question="2016年下降了多少?"
     )
+    assert answer == "2016年人次下降52%[1]。"
     assert citations[0].verified
 
 
