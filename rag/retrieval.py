@@ -167,13 +167,16 @@ class HybridRetriever(BaseRetriever):
         ]
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[LCDocument]:
+        """LangChain entry point; ``top_k``, ``mode`` and ``filters`` may be given per call."""
         return [
             LCDocument(
                 page_content=h.text, metadata=h.model_dump(exclude={"text"}, exclude_none=True)
             )
-            for h in self.search(query)
+            for h in self.search(
+                query, kwargs.get("top_k"), kwargs.get("mode"), kwargs.get("filters")
+            )
         ]
 
 
