@@ -41,6 +41,21 @@ class LocalTarget:
         return self.service.answer(question, backend=backend)
 
 
+class HttpTarget:
+    """A running service, through the Python client: the same metrics over HTTP."""
+
+    def __init__(self, url: str, api_key: str | None) -> None:
+        from api.client import RAGClient
+
+        self.client = RAGClient(url, api_key=api_key)
+
+    def search(self, question: str, top_k: int, mode: Any) -> Any:
+        return self.client.search(question, top_k=top_k, mode=mode)
+
+    def answer(self, question: str, backend: str | None) -> Any:
+        return self.client.chat(question, backend=backend)
+
+
 def eval_settings(dataset: str) -> Settings:
     """Each dataset gets its own index under the data dir (the user's own index is untouched)."""
     base = Settings()
@@ -160,6 +175,16 @@ def eval_command(
     ] = None,
     name: Annotated[str | None, typer.Option(help="Report name (default: the dataset).")] = None,
     reports: Annotated[Path, typer.Option(help="Where reports are written.")] = REPORTS_DIR,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Evaluate a running service (rag serve) through the client instead; "
+            "it must already hold the dataset's corpus."
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="API key for --url.", envvar="RAG_EVAL_API_KEY")
+    ] = None,
     compare_with: Annotated[
         tuple[Path, Path] | None,
         typer.Option("--compare", help="Print the difference between two saved reports and exit."),
@@ -191,18 +216,24 @@ def eval_command(
         raise typer.BadParameter(str(exc), param_hint="--dataset") from exc
     samples = ds.select(limit, sample)
 
-    from rag.service import RAGService
-
     settings = eval_settings(dataset)
-    service = RAGService(settings)
-    with err.status(f"indexing the {dataset} corpus (cached after the first run)…"):
-        summary = ingest_corpus(service, ds)
-    if summary.failed:
-        err.print(f"[yellow]{summary.count('failed')} corpus documents failed to ingest[/yellow]")
-    target = LocalTarget(service)
+    target: LocalTarget | HttpTarget
+    if url:
+        target = HttpTarget(url, api_key)
+    else:
+        from rag.service import RAGService
+
+        service = RAGService(settings)
+        with err.status(f"indexing the {dataset} corpus (cached after the first run)…"):
+            summary = ingest_corpus(service, ds)
+        if summary.failed:
+            err.print(
+                f"[yellow]{summary.count('failed')} corpus documents failed to ingest[/yellow]"
+            )
+        target = LocalTarget(service)
 
     report = new_report(
-        name or dataset, ds, "library", len(samples), json.loads(settings.model_dump_json())
+        name or dataset, ds, url or "library", len(samples), json.loads(settings.model_dump_json())
     )
     with Progress(
         TextColumn("{task.description}"),

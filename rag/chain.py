@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -106,21 +107,30 @@ def coverage(text: str, weights: dict[str, float]) -> float:
     return sum(w for t, w in weights.items() if t in tokens) / total
 
 
+@lru_cache(maxsize=4096)
+def place_words(title: str, region: str | None) -> frozenset[str]:
+    """Index tokens of the document's region and of the place names in its title."""
+    import jieba.posseg as pseg
+
+    names = [w.word for w in pseg.cut(normalize(title)) if w.flag == "ns"]
+    return frozenset(t for name in [*names, region or ""] for t in tokenize(name))
+
+
 def select_excerpts(
     hits: list[SearchHit], weights: dict[str, float], settings: AnswerSettings
 ) -> list[Scored]:
     """The best sentence window of each hit, most relevant first, at most ``context_passages``.
 
-    Words of the question that name the document itself (in its title: the place, the report)
-    say which document, not which sentence: within that document they count for little.
+    Words of the question that name the document's place (its region, places in its title) say
+    which document, not which sentence: within that document they count for little.
     """
     excerpts: list[Scored] = []
     for rank, hit in enumerate(hits):
         spans = split_sentences(hit.text, 0, len(hit.text))
         if not spans:
             continue
-        in_title = set(tokenize(hit.title)) | set(tokenize(hit.region or ""))
-        local = {t: w * (TITLE_WORD_WEIGHT if t in in_title else 1.0) for t, w in weights.items()}
+        places = place_words(hit.title, hit.region)
+        local = {t: w * (TITLE_WORD_WEIGHT if t in places else 1.0) for t, w in weights.items()}
         scores = [
             0.0 if looks_like_instruction(hit.text[s:e]) else _sentence_score(hit.text[s:e], local)
             for s, e in spans

@@ -220,6 +220,18 @@ def query(
             err.print(f"[dim]{shown}[/dim]")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Processes (keep 1 with the local LLM).")] = 1,
+) -> None:
+    """Serve the HTTP API (chat, search, documents, health; OpenAPI docs at /docs)."""
+    import uvicorn
+
+    uvicorn.run("api.app:app_factory", factory=True, host=host, port=port, workers=workers)
+
+
 @models_app.callback(invoke_without_command=True)
 def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List installed models: name, kind, location and size."""

@@ -86,8 +86,16 @@ class Settings(BaseSettings):
     collection: str = Field("documents", pattern=r"^[a-zA-Z0-9._-]{3,512}$")
     embedding: EmbeddingSettings = Field(default_factory=lambda: EmbeddingSettings())
     chunking: ChunkingSettings = Field(default_factory=lambda: ChunkingSettings())
+    api_keys: str = Field("", description="comma-separated API keys; empty = no key needed")
+    max_question_chars: int = Field(2000, ge=10, description="longer questions are a 422")
+    max_upload_bytes: int = Field(20_000_000, ge=1, description="larger uploads are a 413")
+    cors_origins: str = Field("", description="comma-separated origins allowed by CORS")
     llm: LLMSettings = Field(default_factory=lambda: LLMSettings())
     answer: AnswerSettings = Field(default_factory=lambda: AnswerSettings())
+
+    @property
+    def api_key_list(self) -> list[str]:
+        return [k.strip() for k in self.api_keys.split(",") if k.strip()]
 
     @property
     def chroma_path(self) -> Path:

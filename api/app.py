@@ -1,0 +1,57 @@
+"""The FastAPI app: a thin layer over one RAGService (parse → call the service → shape)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.concurrency import run_in_threadpool
+
+from api import errors
+from api.deps import require_key
+from api.routes import chat, documents, health, search
+from rag.config import Settings
+from rag.service import RAGService
+
+
+def create_app(settings: Settings | None = None, service: RAGService | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = service or RAGService(settings)
+        # Load the models and open the index once, before the first request.
+        await run_in_threadpool(lambda: (svc.embedder.dimension, svc.store))
+        app.state.service = svc
+        yield
+
+    app = FastAPI(
+        title="rag-zh",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Cited question answering over Chinese documents.",
+    )
+    app.state.settings = settings
+    app.state.api_keys = settings.api_key_list
+    errors.install(app)
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"]
+        )
+    keyed = [Depends(require_key)]
+    app.include_router(health.router)
+    app.include_router(chat.router, dependencies=keyed)
+    app.include_router(search.router, dependencies=keyed)
+    app.include_router(documents.router, dependencies=keyed)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """For `uvicorn --factory api.app:app_factory` and `rag serve`: settings from the env."""
+    return create_app()
+
+
+app = create_app()

@@ -1,0 +1,204 @@
+"""The HTTP API under a real uvicorn on a free loopback port, through the typed clients."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from api.app import create_app
+from api.client import (
+    AsyncRAGClient,
+    AuthenticationError,
+    NotFoundError,
+    RAGClient,
+    ValidationError,
+)
+from rag.schemas import CitationsEvent, PassagesEvent
+from rag.service import RAGService
+
+KEY = "test-key-123"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, seeded: RAGService, seeds_dir: Path
+) -> Iterator[str]:
+    """The app on its own index (seeds ingested), real uvicorn in a thread, API keys on."""
+    settings = seeded.settings.model_copy(
+        update={
+            "data_dir": tmp_path_factory.mktemp("api"),
+            "api_keys": KEY,
+            "max_question_chars": 200,
+            "max_upload_bytes": 50_000,
+        }
+    )
+    service = RAGService(settings)
+    service.__dict__["embedder"] = seeded.embedder
+    service.ingest([seeds_dir])
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(settings, service), host="127.0.0.1", port=port, log_level="warning"
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.1)
+    yield base
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def client(server: str) -> Iterator[RAGClient]:
+    with RAGClient(server, api_key=KEY) as c:
+        yield c
+
+
+def test_health_is_open_and_ready_reports_the_index(server: str) -> None:
+    assert httpx.get(f"{server}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{server}/readyz").json()
+    assert ready["status"] == "ready" and ready["chunks"] > 0
+
+
+def test_chat_json_and_search(client: RAGClient) -> None:
+    a = client.chat("延吉市2016年集体访人次同比下降了多少?", backend="extractive")
+    assert "52%" in a.answer and a.citations[0].doc_id == "000_941dbc5847c0e16b"
+    hits = client.search("延吉市集體訪", top_k=3)
+    assert len(hits) == 3 and "同比分別下降7%和52%" in hits[0].text
+
+
+def test_chat_stream_events_in_order(client: RAGClient) -> None:
+    events = list(client.stream_chat("龙港市常住人口有多少?", backend="extractive"))
+    assert [e.event for e in events] == ["passages", "citations", "done"]
+    assert isinstance(events[0], PassagesEvent) and isinstance(events[1], CitationsEvent)
+    assert "46.5万" in events[1].answer
+
+
+def test_async_client_mirrors_the_sync_one(server: str) -> None:
+    async def run() -> tuple[str, int, list[str]]:
+        async with AsyncRAGClient(server, api_key=KEY) as c:
+            a = await c.chat("城阳区刑事警情平均每年下降多少?", backend="extractive")
+            hits = await c.search("城阳区", top_k=2)
+            kinds = [
+                e.event
+                async for e in c.stream_chat("延吉市森林覆盖率是多少?", backend="extractive")
+            ]
+            return a.answer, len(hits), kinds
+
+    answer, n, kinds = asyncio.run(run())
+    assert "16.2%" in answer and n == 2 and kinds == ["passages", "citations", "done"]
+
+
+def test_upload_makes_a_document_answerable_and_delete_removes_it(
+    client: RAGClient, tmp_path: Path
+) -> None:
+    doc = tmp_path / "新城.txt"
+    doc.write_text("新城市2019年空气优良天数达到345天。", encoding="utf-8")
+    (result,) = client.upload(doc)
+    assert result.status == "added" and result.chunks == 1
+    assert any(d.doc_id == "新城" for d in client.documents())
+    assert "345天" in client.chat("新城市2019年空气优良天数有多少天?", backend="extractive").answer
+    client.delete("新城")
+    assert all(h.doc_id != "新城" for h in client.search("新城市空气优良天数", top_k=10))
+    with pytest.raises(NotFoundError):
+        client.delete("新城")
+
+
+def test_errors_are_4xx_with_one_json_body(server: str) -> None:
+    h = {"Authorization": f"Bearer {KEY}"}
+    cases = [
+        httpx.post(
+            f"{server}/v1/chat",
+            content=b"{not json",
+            headers=h | {"content-type": "application/json"},
+        ),
+        httpx.post(f"{server}/v1/chat", json={"question": 42}, headers=h),
+        httpx.post(f"{server}/v1/chat", json={"question": "长" * 201}, headers=h),
+        httpx.post(f"{server}/v1/chat", json={"question": "   "}, headers=h),
+        httpx.post(f"{server}/v1/search", json={"query": "x", "top_k": 0}, headers=h),
+        httpx.post(f"{server}/v1/chat", json={"question": "x"}),
+        httpx.post(
+            f"{server}/v1/chat", json={"question": "x"}, headers={"Authorization": "Bearer wrong"}
+        ),
+        httpx.delete(f"{server}/v1/documents/nope", headers=h),
+        httpx.get(f"{server}/no/such/route", headers=h),
+        httpx.post(f"{server}/v1/documents", headers=h, files={"file": ("big.txt", b"x" * 60_000)}),
+        httpx.post(f"{server}/v1/documents", headers=h, files={"file": ("prog.exe", b"\x00\x01")}),
+        httpx.post(
+            f"{server}/v1/documents",
+            headers=h,
+            files={"file": ("../../etc/passwd.txt", b"\x00\x01\x02")},
+        ),
+    ]
+    statuses = [r.status_code for r in cases]
+    assert statuses[:10] == [422, 422, 422, 422, 422, 401, 401, 404, 404, 413]
+    assert statuses[10] == 415
+    for r in cases[:11]:
+        body = r.json()["error"]
+        assert set(body) == {"type", "message"} and body["message"]
+    # a traversal name is reduced to its base name; binary content fails alone, nothing written
+    (doc,) = cases[11].json()["documents"]
+    assert doc["source"] == "passwd.txt" and doc["status"] == "failed"
+
+
+def test_client_raises_typed_errors(server: str) -> None:
+    with RAGClient(server, api_key="wrong") as bad, pytest.raises(AuthenticationError):
+        bad.search("x")
+    with RAGClient(server, api_key=KEY) as c, pytest.raises(ValidationError) as exc:
+        c.chat("长" * 500)
+    assert exc.value.status == 422 and "200" in exc.value.message
+
+
+def test_harness_over_http_gives_the_library_figures(
+    server: str, seeded: RAGService, tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from eval.cli import LocalTarget
+    from eval.datasets import load_dataset
+    from eval.runner import score_retrieval
+    from rag import cli
+
+    res = CliRunner().invoke(
+        cli.app,
+        [
+            "eval",
+            "--dataset",
+            "seeds",
+            "--retrievers",
+            "hybrid",
+            "--url",
+            server,
+            "--api-key",
+            KEY,
+            "--reports",
+            str(tmp_path),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    (path,) = tmp_path.glob("seeds-*.json")
+    over_http = json.loads(path.read_text())["retrieval"][0]
+    ds = load_dataset("seeds")
+    local, _ = score_retrieval(ds, ds.samples, LocalTarget(seeded), "hybrid")
+    for key in ("recall_at_1", "recall_at_5", "mrr"):
+        assert over_http[key] == pytest.approx(getattr(local, key))
