@@ -65,7 +65,9 @@ class Filters(BaseModel):
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-class SearchHit(BaseModel):
+class Located(BaseModel):
+    """Text of a document with where it is: ``original_text[start:end] == text``."""
+
     text: str
     doc_id: str
     source: str
@@ -74,6 +76,9 @@ class SearchHit(BaseModel):
     region: str | None = None
     start: int
     end: int
+
+
+class SearchHit(Located):
     score: float
     dense_score: float | None = None
     bm25_score: float | None = None
@@ -121,18 +126,10 @@ class IngestSummary(BaseModel):
         return any(d.status in ("added", "replaced", "removed") for d in self.documents)
 
 
-class Passage(BaseModel):
+class Passage(Located):
     """A numbered excerpt given to the model: ``[n]`` in the answer refers to it."""
 
     n: int
-    doc_id: str
-    source: str
-    title: str
-    date: str | None = None
-    region: str | None = None
-    start: int
-    end: int
-    text: str
     score: float
 
 
