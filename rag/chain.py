@@ -44,6 +44,8 @@ from rag.schemas import (
 from rag.text import looks_like_instruction, normalize
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
+_MARKERS = re.compile(r"[\[【]\s*\d[\d,，、\s]*[\]】]")
+_CONTENT = re.compile(r"[\w\u3400-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
 # What a model says when the passages do not hold the answer.
 _MODEL_REFUSAL = re.compile(
@@ -323,9 +325,10 @@ class AnswerChain:
             for n in numbers_in(text)
             if n not in given and not any(number_in(n, p.text) for p in passages)
         ]
-        # The model failed, refused what the evidence plainly answers, or wrote a figure that is in
-        # no passage: its answer is replaced by the extractive one, and the answer says so.
-        if fallback or not text or (refused and strong) or invented:
+        empty = not _CONTENT.search(_MARKERS.sub("", text))
+        # The model failed, said nothing but markers, refused what the evidence plainly answers,
+        # or wrote a figure that is in no passage: the extractive answer replaces it, flagged.
+        if fallback or empty or (refused and strong) or invented:
             yield from self._finish(
                 extractive_answer(passages, lang), passages, False, True, timings, t0, question
             )

@@ -66,3 +66,36 @@ def test_injected_instructions_in_a_document_change_no_answer(
 def test_language_detection() -> None:
     assert language("What is the urban-rural income ratio in Longgang?") == "en"
     assert language("延吉市GDP是多少?") == "zh"
+
+
+@pytest.mark.parametrize(
+    ("model_says", "why"),
+    [
+        ("[1] [2] [3]", "nothing but markers"),
+        ("城阳区刑事警情平均每年下降99%[1]。", "a figure found in no passage"),
+        ("资料中没有相关信息。", "a refusal against strong evidence"),
+    ],
+)
+def test_untrustworthy_model_answers_are_replaced_by_the_extractive_one(
+    seeded: RAGService, model_says: str, why: str
+) -> None:
+    """Scripted model outputs (a real model cannot be made to fail on cue): each is replaced."""
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    events = seeded.chain.stream(
+        "城阳区刑事警情平均每年下降多少?", FakeListChatModel(responses=[model_says]), "scripted"
+    )
+    final = next(e for e in events if isinstance(e, CitationsEvent))
+    assert final.fallback, why
+    assert "16.2%" in final.answer and final.citations and all(c.verified for c in final.citations)
+
+
+def test_a_trustworthy_model_answer_is_kept_and_cited(seeded: RAGService) -> None:
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    model = FakeListChatModel(responses=["城阳区刑事警情平均每年下降16.2%。"])
+    events = list(seeded.chain.stream("城阳区刑事警情平均每年下降多少?", model, "scripted"))
+    final = next(e for e in events if isinstance(e, CitationsEvent))
+    assert not final.fallback and final.answer.startswith("城阳区刑事警情平均每年下降16.2%[1]")
+    assert final.citations[0].doc_id == "004_525e593bb1f8bd43" and final.citations[0].verified
+    assert any(e.event == "token" for e in events)
