@@ -11,7 +11,7 @@ import hashlib
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -82,7 +82,6 @@ class _Prepared:
     chunks: list[Chunk]
     input: _Input
     status: IngestStatus
-    vectors: list[np.ndarray] = field(default_factory=list)
 
 
 def discover(paths: Sequence[Path]) -> tuple[list[_Input], list[IngestResult]]:
