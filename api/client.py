@@ -74,8 +74,9 @@ def _raise_for(response: httpx.Response) -> None:
     raise _BY_STATUS.get(response.status_code, RAGError)(response.status_code, type_, message)
 
 
-def _chat_body(question: str, **options: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"question": question}
+def _body(first: tuple[str, str], **options: Any) -> dict[str, Any]:
+    """A request body: the required field, then the options that were given."""
+    body: dict[str, Any] = {first[0]: first[1]}
     for key, value in options.items():
         if value is not None:
             body[key] = value.model_dump(exclude_none=True) if isinstance(value, Filters) else value
@@ -142,7 +143,7 @@ class RAGClient:
         filters: Filters | None = None,
         backend: str | None = None,
     ) -> Answer:
-        body = _chat_body(question, top_k=top_k, filters=filters, backend=backend)
+        body = _body(("question", question), top_k=top_k, filters=filters, backend=backend)
         return Answer.model_validate(self._json("POST", "/v1/chat", json=body))
 
     def stream_chat(
@@ -153,7 +154,9 @@ class RAGClient:
         filters: Filters | None = None,
         backend: str | None = None,
     ) -> Iterator[ChatEvent]:
-        body = _chat_body(question, top_k=top_k, filters=filters, backend=backend, stream=True)
+        body = _body(
+            ("question", question), top_k=top_k, filters=filters, backend=backend, stream=True
+        )
         with self._http.stream("POST", "/v1/chat", json=body) as r:
             if r.status_code >= 400:
                 r.read()
@@ -166,8 +169,7 @@ class RAGClient:
     def search(
         self, query: str, *, top_k: int = 5, mode: str = "hybrid", filters: Filters | None = None
     ) -> list[SearchHit]:
-        body = _chat_body(query, top_k=top_k, mode=mode, filters=filters)
-        body["query"] = body.pop("question")
+        body = _body(("query", query), top_k=top_k, mode=mode, filters=filters)
         return [
             SearchHit.model_validate(h) for h in self._json("POST", "/v1/search", json=body)["hits"]
         ]
@@ -221,7 +223,7 @@ class AsyncRAGClient:
         filters: Filters | None = None,
         backend: str | None = None,
     ) -> Answer:
-        body = _chat_body(question, top_k=top_k, filters=filters, backend=backend)
+        body = _body(("question", question), top_k=top_k, filters=filters, backend=backend)
         return Answer.model_validate(await self._json("POST", "/v1/chat", json=body))
 
     async def stream_chat(
@@ -232,7 +234,9 @@ class AsyncRAGClient:
         filters: Filters | None = None,
         backend: str | None = None,
     ) -> AsyncIterator[ChatEvent]:
-        body = _chat_body(question, top_k=top_k, filters=filters, backend=backend, stream=True)
+        body = _body(
+            ("question", question), top_k=top_k, filters=filters, backend=backend, stream=True
+        )
         async with self._http.stream("POST", "/v1/chat", json=body) as r:
             if r.status_code >= 400:
                 await r.aread()
@@ -245,8 +249,7 @@ class AsyncRAGClient:
     async def search(
         self, query: str, *, top_k: int = 5, mode: str = "hybrid", filters: Filters | None = None
     ) -> list[SearchHit]:
-        body = _chat_body(query, top_k=top_k, mode=mode, filters=filters)
-        body["query"] = body.pop("question")
+        body = _body(("query", query), top_k=top_k, mode=mode, filters=filters)
         data = await self._json("POST", "/v1/search", json=body)
         return [SearchHit.model_validate(h) for h in data["hits"]]
 
