@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import uvicorn
+from fastapi import FastAPI
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -59,6 +65,36 @@ def seeded(tmp_path_factory: pytest.TempPathFactory, seeds_dir: Path) -> RAGServ
 @pytest.fixture
 def fresh(tmp_path: Path, seeded: RAGService) -> Iterator[RAGService]:
     """An empty index of its own, sharing the (expensive) loaded embedder with ``seeded``."""
-    service = RAGService(make_settings(tmp_path / "data"))
+    yield service_copy(seeded, tmp_path / "data")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` under a real uvicorn on a free loopback port; yields its base URL."""
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not srv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+def service_copy(seeded: RAGService, data_dir: Path, **overrides: object) -> RAGService:
+    """A service on its own data dir, sharing the loaded embedder with ``seeded``."""
+    settings = seeded.settings.model_copy(update={"data_dir": data_dir, **overrides})
+    service = RAGService(settings)
     service.__dict__["embedder"] = seeded.embedder
-    yield service
+    return service

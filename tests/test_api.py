@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from api.app import create_app
 from api.client import (
@@ -24,13 +20,9 @@ from api.client import (
 from rag.schemas import CitationsEvent, PassagesEvent
 from rag.service import RAGService
 
+from .conftest import serve, service_copy
+
 KEY = "test-key-123"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -38,32 +30,16 @@ def server(
     tmp_path_factory: pytest.TempPathFactory, seeded: RAGService, seeds_dir: Path
 ) -> Iterator[str]:
     """The app on its own index (seeds ingested), real uvicorn in a thread, API keys on."""
-    settings = seeded.settings.model_copy(
-        update={
-            "data_dir": tmp_path_factory.mktemp("api"),
-            "api_keys": KEY,
-            "max_question_chars": 200,
-            "max_upload_bytes": 50_000,
-        }
+    service = service_copy(
+        seeded,
+        tmp_path_factory.mktemp("api"),
+        api_keys=KEY,
+        max_question_chars=200,
+        max_upload_bytes=50_000,
     )
-    service = RAGService(settings)
-    service.__dict__["embedder"] = seeded.embedder
     service.ingest([seeds_dir])
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(settings, service), host="127.0.0.1", port=port, log_level="warning"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.1)
-    yield base
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve(create_app(service.settings, service)) as base:
+        yield base
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ model costs seconds per answer here; the extractive backend carries the quality 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from rag.models import QWEN_BYTES, ModelError, build_qwen
 from rag.schemas import TokenEvent
 from rag.service import RAGService
 
-from .conftest import ROOT, require
+from .conftest import ROOT, free_port, require
 
 SMOKE = ["dev-02", "dev-03", "dev-05", "dev-07", "dev-09", "dev-14", "dev-15", "dev-19"]
 
@@ -71,16 +70,10 @@ def test_local_backend_streams_tokens_then_citations(seeded: RAGService, gguf: P
     assert kinds.index("token") < kinds.index("citations")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def openai_server(gguf: Path, tmp_path: Path) -> Iterator[str]:
     """llama.cpp's own OpenAI-compatible server on a free loopback port."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "llama-server.log"
     proc = subprocess.Popen(
         [
@@ -135,7 +128,7 @@ def test_openai_backend_through_a_real_server(seeded: RAGService, openai_server:
 
 
 def test_openai_backend_down_falls_back_to_extractive(seeded: RAGService) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     settings = seeded.settings.model_copy(
         update={
             "llm": LLMSettings(
