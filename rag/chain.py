@@ -14,7 +14,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -26,7 +26,9 @@ from langchain_core.prompts import ChatPromptTemplate
 import prompts
 from rag.chunking import split_sentences
 from rag.citations import number_in, numbers_in, resolve
+from rag.compare import Written, format_facts, write
 from rag.config import AnswerSettings
+from rag.facts import Comparison, compare, parse_question
 from rag.lexical import LexicalIndex, tokenize
 from rag.retrieval import HybridRetriever
 from rag.schemas import (
@@ -34,6 +36,7 @@ from rag.schemas import (
     ChatEvent,
     CitationsEvent,
     DoneEvent,
+    Fact,
     FactsEvent,
     Filters,
     Passage,
@@ -229,8 +232,10 @@ class AnswerChain:
         settings: AnswerSettings,
         timeout_s: float,
         remove_unverified: bool = False,
+        facts: Callable[[], list[Fact]] | None = None,
     ) -> None:
         self.retriever = retriever
+        self.facts = facts
         self.settings = settings
         self.timeout_s = timeout_s
         self.remove_unverified = remove_unverified or settings.remove_unverified
@@ -243,10 +248,26 @@ class AnswerChain:
             )
             for lang in ("zh", "en")
         }
+        self._compare_prompts = {
+            lang: ChatPromptTemplate.from_messages(
+                [
+                    ("system", prompts.load(f"compare_system_{lang}")),
+                    ("human", prompts.load("compare_user")),
+                ]
+            )
+            for lang in ("zh", "en")
+        }
+
+    def comparison(self, question: str, filters: Filters | None = None) -> Comparison | None:
+        """The ranked facts answering a comparison question, or None for any other question."""
+        query = parse_question(question)
+        if query is None or self.facts is None:
+            return None
+        return compare(query, self.facts(), filters)
 
     def generation(self, model: BaseChatModel, lang: str) -> Any:
-        """The LCEL pipeline for one language: prompt | model | text."""
-        return self._prompts[lang] | model | StrOutputParser()
+        """The LCEL pipeline for one language: prompt | model (its text: ``stream_text``)."""
+        return self._prompts[lang] | model
 
     def translate(self, question: str, model: BaseChatModel) -> str:
         """An English question in Chinese, for retrieval over Chinese text (the answer stays
@@ -271,6 +292,10 @@ class AnswerChain:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         lang = language(question)
+        ranked = self.comparison(question, filters)
+        if ranked is not None:
+            yield from self._compare(write(ranked, lang), model, lang, timings, t0, question)
+            return
         query = question
         if lang == "en" and model is not None:
             try:
@@ -303,7 +328,7 @@ class AnswerChain:
         t_gen = time.perf_counter()
         try:
             for token in _with_deadline(
-                self.generation(model, lang).stream(inputs), t_gen + self.timeout_s
+                stream_text(self.generation(model, lang), inputs), t_gen + self.timeout_s
             ):
                 if not pieces:
                     timings["first_token_ms"] = _ms(t0)
@@ -337,6 +362,62 @@ class AnswerChain:
             refusal(lang) if refused else text, passages, refused, False, timings, t0, question
         )
 
+    def _compare(
+        self,
+        written: Written,
+        model: BaseChatModel | None,
+        lang: str,
+        timings: dict[str, float],
+        t0: float,
+        question: str,
+    ) -> Iterator[ChatEvent]:
+        """A comparison answer: the computed ranking, written by the template; a model may
+        rewrite the lead sentence, kept only if it states the winner's figure with its marker
+        and no figure of its own."""
+        timings["retrieval_ms"] = _ms(t0)
+        yield PassagesEvent(passages=written.passages)
+        lead, fallback = written.lead, False
+        if model is not None:
+            inputs = {
+                "question": question,
+                "facts": format_facts(written, lang),
+                "lead": written.lead,
+            }
+            pieces: list[str] = []
+            t_gen = time.perf_counter()
+            try:
+                chain = self._compare_prompts[lang] | model
+                for token in _with_deadline(stream_text(chain, inputs), t_gen + self.timeout_s):
+                    if not pieces:
+                        timings["first_token_ms"] = _ms(t0)
+                    pieces.append(token)
+                    yield TokenEvent(text=token)
+            except Exception:
+                fallback = True
+            timings["generation_ms"] = _ms(t_gen)
+            text = re.split(r"(?<=[。.!！])\s|\n", "".join(pieces).strip(), maxsplit=1)[0]
+            winner = written.facts[0]
+            allowed = [f.figure for f in written.facts] + numbers_in(question)
+            if (
+                not fallback
+                and number_in(winner.figure, text)
+                and f"[{winner.marker}]" in text
+                and all(any(number_in(n, a) for a in allowed) for n in numbers_in(text))
+            ):
+                lead = text
+            else:
+                fallback = True
+        yield from self._finish(
+            f"{lead}\n{written.body}",
+            written.passages,
+            False,
+            fallback,
+            timings,
+            t0,
+            question,
+            facts=written.facts,
+        )
+
     def _finish(
         self,
         text: str,
@@ -346,6 +427,7 @@ class AnswerChain:
         timings: dict[str, float],
         t0: float,
         question: str,
+        facts: list[Fact] | None = None,
     ) -> Iterator[ChatEvent]:
         answer, citations = (
             (text, [])
@@ -353,6 +435,8 @@ class AnswerChain:
             else resolve(text, passages, self.remove_unverified, question=question)
         )
         yield CitationsEvent(answer=answer, citations=citations, refused=refused, fallback=fallback)
+        if facts:
+            yield FactsEvent(facts=facts)
         timings["total_ms"] = _ms(t0)
         yield DoneEvent(timings=timings)
 
@@ -375,6 +459,15 @@ def collect(events: Iterator[ChatEvent], backend: str) -> Answer:
 
 class GenerationTimeout(TimeoutError):
     pass
+
+
+def stream_text(pipeline: Any, inputs: dict[str, str]) -> Iterator[str]:
+    """The text a ``prompt | model`` pipeline streams. No output parser after the model: closing
+    a parser's stream makes LangChain drain the parser's input, i.e. run the model to its end,
+    so a generation stopped early (client gone, deadline passed) would go on unseen."""
+    for chunk in pipeline.stream(inputs):
+        if chunk.text:
+            yield chunk.text
 
 
 def _with_deadline(tokens: Iterator[str], deadline: float) -> Iterator[str]:

@@ -20,13 +20,14 @@ import numpy as np
 from rag.chunking import chunk_document
 from rag.config import ChunkingSettings
 from rag.embeddings import Embedder
+from rag.facts import attach_facts
 from rag.loaders import SUPPORTED_SUFFIXES, Loaded, LoadError, load_bytes
 from rag.schemas import Chunk, Document, DocumentInfo, IngestResult, IngestStatus, IngestSummary
 from rag.store import ChromaStore
 from rag.text import guess_date, guess_region, guess_title, normalize
 
 # Bump when cleaning, chunking or metadata extraction change: every document is then re-indexed.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3  # 3: indicator facts stored with the chunks
 # Chunks embedded per group: bounds memory on large ingests while keeping batches well filled.
 GROUP_CHUNKS = 1024
 
@@ -221,6 +222,7 @@ class Ingestor:
         )
         if not chunks:
             raise LoadError("no content left after removing boilerplate")
+        attach_facts(doc, chunks)
         return _Prepared(doc, chunks, item, "replaced" if previous is not None else "added")
 
     def _embed_and_write(

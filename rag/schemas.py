@@ -19,6 +19,36 @@ class Document(BaseModel):
     content_hash: str
 
 
+class Fact(BaseModel):
+    """An indicator statement found in a document ("信访总量同比下降15.1%"): one figure of one
+    indicator, with the offsets of its sentence (``original_text[start:end]`` holds the figure)."""
+
+    indicator: str  # as reported, e.g. 集体访人次 (simplified script)
+    canonical: str | None = None  # the taxonomy's name (rag/data/indicators.toml), if known
+    family: str | None = None  # a wider name it belongs to (信访), if any
+    value: float
+    unit: str = ""
+    direction: Literal["down", "up"] | None = None  # a change (下降/增长) or a level (None)
+    kind: Literal["target", "result"] = "result"  # a goal (预期目标, 左右, 以上) or an outcome
+    period: str | None = None  # the year the sentence names, else the document's
+    doc_id: str
+    source: str = ""
+    title: str = ""
+    region: str | None = None
+    year: int | None = None  # the document's year
+    start: int
+    end: int
+    # Filled in when a comparison answer uses the fact:
+    entity: str | None = None  # what is compared (a region, or a year)
+    quote: str | None = None
+    marker: int | None = None  # the n of the [n] citing it
+    implausible: bool = False  # e.g. a decline above 100%
+
+    @property
+    def figure(self) -> str:
+        return f"{self.value:g}{self.unit}"
+
+
 class Chunk(BaseModel):
     """A span of a document: ``document.text[start:end] == text``."""
 
@@ -27,6 +57,7 @@ class Chunk(BaseModel):
     text: str
     start: int
     end: int
+    facts: list[Fact] = Field(default_factory=list)  # facts whose sentence starts in the chunk
 
 
 class Filters(BaseModel):
@@ -150,7 +181,7 @@ class Answer(BaseModel):
     answer: str
     citations: list[Citation] = Field(default_factory=list)
     passages: list[Passage] = Field(default_factory=list)
-    facts: list[dict[str, object]] | None = None
+    facts: list[Fact] | None = None
     refused: bool = False
     fallback: bool = False
     backend: str = ""
@@ -178,7 +209,7 @@ class CitationsEvent(BaseModel):
 
 class FactsEvent(BaseModel):
     event: Literal["facts"] = "facts"
-    facts: list[dict[str, object]]
+    facts: list[Fact]
 
 
 class DoneEvent(BaseModel):

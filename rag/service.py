@@ -12,10 +12,19 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from rag.chain import AnswerChain, collect
 from rag.config import LLMBackend, Settings
 from rag.embeddings import Embedder
+from rag.facts import FactTable, facts_from_chunks
 from rag.ingest import Ingestor, Progress
 from rag.llm import make_chat_model
 from rag.retrieval import HybridRetriever, SearchMode
-from rag.schemas import Answer, ChatEvent, DocumentInfo, Filters, IngestSummary, SearchHit
+from rag.schemas import (
+    Answer,
+    ChatEvent,
+    DocumentInfo,
+    Fact,
+    Filters,
+    IngestSummary,
+    SearchHit,
+)
 from rag.store import ChromaStore
 
 
@@ -73,8 +82,20 @@ class RAGService:
     # -- answers ---------------------------------------------------------------------------------
 
     @cached_property
+    def fact_table(self) -> FactTable:
+        return FactTable()
+
+    def facts(self) -> list[Fact]:
+        """Every indicator fact of the committed documents (reloaded when the index moves)."""
+        return self.fact_table.get(
+            self.store.version, lambda: facts_from_chunks(self.store.iter_chunks())
+        )
+
+    @cached_property
     def chain(self) -> AnswerChain:
-        return AnswerChain(self.retriever, self.settings.answer, self.settings.llm.timeout_s)
+        return AnswerChain(
+            self.retriever, self.settings.answer, self.settings.llm.timeout_s, facts=self.facts
+        )
 
     def chat_model(self, backend: LLMBackend | None = None) -> BaseChatModel | None:
         """The model of a backend (None for extractive), built once and shared."""
@@ -92,7 +113,7 @@ class RAGService:
         top_k: int | None = None,
         filters: Filters | dict[str, object] | None = None,
     ) -> Iterator[ChatEvent]:
-        """Events: passages, token…, citations, done."""
+        """Events: passages, token…, citations, facts (comparison answers), done."""
         backend = backend or self.settings.llm.backend
         f = Filters.model_validate(filters) if isinstance(filters, dict) else filters
         return self.chain.stream(question, self.chat_model(backend), backend, top_k, f)

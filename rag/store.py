@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from rag.config import Settings
+from rag.facts import dump_facts
 from rag.schemas import Chunk, Document, DocumentInfo
 
 # One vector for manifest records (Chroma stores a vector with every record).
@@ -221,6 +222,7 @@ class ChromaStore:
                 "end": c.end,
                 "chunk_index": c.index,
                 "content_hash": doc.content_hash,
+                "facts": dump_facts(c.facts) if c.facts else None,
             }
         )
 

@@ -31,6 +31,15 @@ def to_simplified(text: str) -> str:
     return str(_t2s().convert(text))
 
 
+def fold(text: str) -> str:
+    """Simplified script and half width, character for character: ``len(fold(t)) == len(t)``,
+    so a match in the folded text has the same offsets in the original."""
+    simple = to_simplified(text)
+    if len(simple) != len(text):
+        simple = "".join(c if len(s := to_simplified(c)) != 1 else s for c in text)
+    return "".join(w if len(w := unicodedata.normalize("NFKC", c)) == 1 else c for c in simple)
+
+
 def normalize(text: str) -> str:
     """Index form: traditional→simplified, NFKC width folding (％→%, ，→,), one dash, one space."""
     text = unicodedata.normalize("NFKC", to_simplified(text))
