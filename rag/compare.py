@@ -147,7 +147,9 @@ def write(comparison: Comparison, lang: str) -> Written:
     for f in comparison.flagged:
         f = cite(f)
         lines.append(
-            w["flag"].format(who=f.entity, name=f.indicator, fig=figure(f)[len(f.indicator) :].strip())
+            w["flag"].format(
+                who=f.entity, name=f.indicator, fig=figure(f)[len(f.indicator) :].strip()
+            )
         )
     return Written(lead, "\n".join(lines), passages, list(cited.values()))
 

@@ -66,6 +66,12 @@ class AnswerSettings(BaseModel):
     top_k: int = Field(5, ge=1, le=50, description="passages retrieved per question")
     context_passages: int = Field(4, ge=1, le=20, description="excerpts numbered in the prompt")
     excerpt_sentences: int = Field(2, ge=1, le=10, description="sentences per excerpt, at most")
+    min_excerpt_share: float = Field(
+        0.3, ge=0, le=1, description="excerpts scoring below this share of the best are left out"
+    )
+    excerpt_chars: int = Field(
+        160, ge=40, le=2000, description="an excerpt longer than this keeps its best clauses"
+    )
     remove_unverified: bool = Field(
         False, description="drop answer sentences whose numbers are not in their cited passages"
     )
