@@ -9,9 +9,9 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
-from api import errors
+from api import errors, observability
 from api.deps import require_key
-from api.routes import chat, documents, health, search
+from api.routes import chat, documents, health, metrics, openai, page, search
 from rag.config import Settings
 from rag.service import RAGService
 
@@ -21,6 +21,7 @@ def create_app(settings: Settings | None = None, service: RAGService | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        observability.configure_logging()
         svc = service or RAGService(settings)
         # Load the models and open the index once, before the first request.
         await run_in_threadpool(lambda: (svc.embedder.dimension, svc.store))
@@ -35,17 +36,28 @@ def create_app(settings: Settings | None = None, service: RAGService | None = No
     )
     app.state.settings = settings
     app.state.api_keys = settings.api_key_list
+    app.state.metrics = observability.Metrics()
     errors.install(app)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"]
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=[observability.REQUEST_ID_HEADER],
         )
+    # Around CORS and the routes: every response (preflights, 4xx errors) has its request id.
+    observability.install_request_id_logging()
+    app.add_middleware(observability.RequestContextMiddleware, metrics=app.state.metrics)
     keyed = [Depends(require_key)]
     app.include_router(health.router)
+    page.install(app)  # the chat page at `/` and `/static/*`: open, like the health checks
     app.include_router(chat.router, dependencies=keyed)
+    app.include_router(openai.router, dependencies=keyed)
     app.include_router(search.router, dependencies=keyed)
     app.include_router(documents.router, dependencies=keyed)
+    app.include_router(metrics.router, dependencies=keyed)
     return app
 
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import Service
 from api.errors import APIError
+from api.observability import AppMetrics
+from rag.chain import collect
 from rag.config import LLMBackend
 from rag.schemas import Answer, ErrorEvent, Filters
 
 router = APIRouter(tags=["chat"])
+
+T = TypeVar("T")
 
 
 class HistoryTurn(BaseModel):
@@ -33,27 +37,55 @@ class ChatRequest(BaseModel):
     stream: bool = False
 
 
-def _check(req: ChatRequest, request: Request) -> None:
+def check_question(question: str, request: Request, field: str = "question") -> None:
+    """Blank or too long: a 422 (the same rule for /v1/chat and /v1/chat/completions)."""
     limit = request.app.state.settings.max_question_chars
-    if not req.question.strip():
-        raise APIError(422, "question: must not be blank")
-    if len(req.question) > limit:
-        raise APIError(422, f"question: longer than {limit} characters")
+    if not question.strip():
+        raise APIError(422, f"{field}: must not be blank")
+    if len(question) > limit:
+        raise APIError(422, f"{field}: longer than {limit} characters")
+
+
+def _pull(iterator: Iterator[T]) -> list[T]:
+    for item in iterator:
+        return [item]
+    return []
+
+
+async def iterate_closing(iterator: Iterator[T]) -> AsyncIterator[T]:
+    """Pull a blocking iterator in the threadpool, one item at a time, and close it however the
+    iteration ends — finished, failed, or cancelled because the client went away — so that the
+    work behind it (retrieval, the LLM's generation) stops instead of running on unseen."""
+    try:
+        while got := await run_in_threadpool(_pull, iterator):
+            yield got[0]
+    finally:
+        # Never mid-``next``: a cancelled threadpool call returns only once ``next`` has.
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
 
 
 @router.post("/v1/chat", response_model=Answer)
-async def chat(req: ChatRequest, request: Request, service: Service) -> Any:
-    _check(req, request)
+async def chat(req: ChatRequest, request: Request, service: Service, metrics: AppMetrics) -> Any:
+    check_question(req.question, request)
+    backend = req.backend or service.settings.llm.backend
     wants_sse = req.stream or "text/event-stream" in request.headers.get("accept", "")
     if not wants_sse:
-        return await run_in_threadpool(
-            service.answer, req.question, req.backend, req.top_k, req.filters
-        )
+
+        def answer() -> Answer:
+            events = service.stream_answer(req.question, backend, req.top_k, req.filters)
+            return collect(metrics.observe(events, backend), backend)
+
+        return await run_in_threadpool(answer)
 
     async def events() -> AsyncIterator[dict[str, str]]:
         try:
-            stream = service.stream_answer(req.question, req.backend, req.top_k, req.filters)
-            async for e in iterate_in_threadpool(stream):
+            # Built in the threadpool: the first use of a backend loads its model.
+            stream = await run_in_threadpool(
+                service.stream_answer, req.question, backend, req.top_k, req.filters
+            )
+            async for e in iterate_closing(metrics.observe(stream, backend)):
                 yield {"event": e.event, "data": e.model_dump_json(exclude={"event"})}
         except Exception as exc:
             err = ErrorEvent(type=type(exc).__name__, message=str(exc))

@@ -1,0 +1,204 @@
+"""POST /v1/chat/completions: the OpenAI wire format, so OpenAI clients work unmodified.
+
+The last user message is the question (earlier turns and system messages are ignored: answers
+come from the documents). ``model`` picks the backend when it names one (local, openai,
+extractive); any other name gets the default backend. Sampling options (``temperature``,
+``max_tokens`` …) are accepted and ignored: decoding is greedy and capped by the settings.
+Extra top-level fields carry what OpenAI's format has no place for: ``citations`` and
+``passages`` (and, on the last chunk of a stream, ``answer``, the final text that the citation
+markers refer to, which can differ from the streamed tokens when the answer was corrected).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal, get_args
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette.sse import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Service
+from api.errors import APIError
+from api.observability import AppMetrics
+from api.routes.chat import check_question, iterate_closing
+from rag.chain import collect
+from rag.config import LLMBackend
+from rag.schemas import (
+    Answer,
+    Citation,
+    CitationsEvent,
+    DoneEvent,
+    Passage,
+    PassagesEvent,
+    TokenEvent,
+)
+
+router = APIRouter(tags=["openai"])
+
+_BACKENDS: dict[str, LLMBackend] = {b: b for b in get_args(LLMBackend)}
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.text or "" for p in self.content if p.type == "text")
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's request; unknown fields are accepted and ignored, as are sampling options."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = "default"
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(1, ge=1, le=1)
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: str | list[str] | None = None
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop"] = "stop"
+    logprobs: None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    citations: list[Citation]
+    passages: list[Passage]
+    refused: bool = False
+    fallback: bool = False
+
+
+def _question(req: ChatCompletionRequest, request: Request) -> str:
+    user = [m for m in req.messages if m.role == "user"]
+    if not user:
+        raise APIError(422, "messages: no message with role 'user'")
+    question = user[-1].text()
+    check_question(question, request, "messages")
+    return question
+
+
+def _usage(prompt: float | None, completion: int) -> Usage:
+    p = int(prompt or 0)
+    return Usage(prompt_tokens=p, completion_tokens=completion, total_tokens=p + completion)
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion)
+async def chat_completions(
+    req: ChatCompletionRequest, request: Request, service: Service, metrics: AppMetrics
+) -> Any:
+    question = _question(req, request)
+    backend = _BACKENDS.get(req.model, service.settings.llm.backend)
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if not req.stream:
+
+        def answer() -> tuple[Answer, int]:
+            events = list(metrics.observe(service.stream_answer(question, backend), backend))
+            tokens = sum(isinstance(e, TokenEvent) for e in events)
+            return collect(iter(events), backend), tokens
+
+        a, tokens = await run_in_threadpool(answer)
+        return ChatCompletion(
+            id=cid,
+            created=created,
+            model=backend,
+            choices=[Choice(message=AssistantMessage(content=a.answer))],
+            usage=_usage(a.timings.get("prompt_tokens"), tokens),
+            citations=a.citations,
+            passages=a.passages,
+            refused=a.refused,
+            fallback=a.fallback,
+        )
+
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> dict[str, str]:
+        body = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": backend,
+            "choices": choices,
+            **extra,
+        }
+        return {"data": json.dumps(body, ensure_ascii=False)}
+
+    def delta(content: dict[str, str], finish: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": content, "finish_reason": finish, "logprobs": None}]
+
+    async def chunks() -> AsyncIterator[dict[str, str]]:
+        streamed = 0
+        final: CitationsEvent | None = None
+        try:
+            stream = await run_in_threadpool(service.stream_answer, question, backend)
+            async for e in iterate_closing(metrics.observe(stream, backend)):
+                if isinstance(e, PassagesEvent):
+                    passages = [p.model_dump(mode="json") for p in e.passages]
+                    yield chunk(delta({"role": "assistant", "content": ""}), passages=passages)
+                elif isinstance(e, TokenEvent):
+                    streamed += 1
+                    yield chunk(delta({"content": e.text}))
+                elif isinstance(e, CitationsEvent):
+                    final = e
+                    if not streamed:  # extractive, refused before generation, early fallback
+                        yield chunk(delta({"content": e.answer}))
+                elif isinstance(e, DoneEvent) and final is not None:
+                    yield chunk(
+                        delta({}, "stop"),
+                        citations=[c.model_dump(mode="json") for c in final.citations],
+                        answer=final.answer,
+                        refused=final.refused,
+                        fallback=final.fallback,
+                    )
+                    if req.stream_options and req.stream_options.include_usage:
+                        usage = _usage(e.timings.get("prompt_tokens"), streamed)
+                        yield chunk([], usage=usage.model_dump())
+        except Exception as exc:
+            # OpenAI's clients raise on a chunk with an "error" field; the body is ours.
+            error = {"type": type(exc).__name__, "message": str(exc)}
+            yield {"data": json.dumps({"error": error}, ensure_ascii=False)}
+            return
+        yield {"data": "[DONE]"}
+
+    return EventSourceResponse(chunks())
