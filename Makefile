@@ -16,7 +16,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 .PHONY: help install models run ingest test lint clean
 
 help:
-	@echo "make run    install everything, build the models, ingest seeds/, answer a question"
+	@echo "make run    install everything, build the models, ingest seeds/, answer a question, serve"
 	@echo "make test   install everything and run the test suite (what CI runs)"
 	@echo "make lint   ruff + mypy"
 
@@ -46,8 +46,12 @@ models: install
 ingest: models
 	$(BIN)/rag ingest seeds/
 
+# Answer one question, then serve the API and the chat page (http://127.0.0.1:8000/) until Ctrl-C.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 run: ingest
 	$(BIN)/rag query "延吉市2016年集体访人次同比下降了多少?"
+	$(BIN)/rag serve --host $(HOST) --port $(PORT)
 
 # pytest exits 5 when it collects no tests: said plainly, not a failure.
 test: models
