@@ -10,6 +10,7 @@ cited) replaces it, flagged ``fallback``.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import re
 import threading
@@ -28,7 +29,7 @@ from rag.chunking import split_sentences
 from rag.citations import number_in, numbers_in, resolve
 from rag.compare import Written, format_facts, write
 from rag.config import AnswerSettings
-from rag.facts import Comparison, compare, parse_question
+from rag.facts import Comparison, compare, parse_question, taxonomy
 from rag.lexical import LexicalIndex, tokenize
 from rag.retrieval import HybridRetriever
 from rag.schemas import (
@@ -244,7 +245,10 @@ def fact_phrase(f: Fact) -> str:
 def fact_hints(passages: list[Passage], facts: list[Fact], query: str) -> dict[int, list[Fact]]:
     """For each passage, its facts whose indicator the question names."""
     q = fold(query)
-    named = [f for f in facts if len(f.indicator) >= 2 and f.indicator in q]
+    known = {c for _, _, c in taxonomy().find(q)}
+    named = [
+        f for f in facts if (len(f.indicator) >= 2 and f.indicator in q) or f.canonical in known
+    ]
     out: dict[int, list[Fact]] = {}
     for p in passages:
         inside = [f for f in named if f.doc_id == p.doc_id and p.start <= f.start < p.end]
@@ -331,14 +335,18 @@ class AnswerChain:
     def translate(self, question: str, model: BaseChatModel) -> str:
         """An English question in Chinese, for retrieval over Chinese text (the answer stays
         English)."""
-        chain = (
-            ChatPromptTemplate.from_messages(
-                [("system", prompts.load("translate_query")), ("human", "{q}")]
+        system = prompts.load("translate_query")
+        terms = taxonomy().glossary(question)
+        if terms:  # the documents' own words for the indicators the question names
+            system += "\n" + prompts.load("translate_glossary").format(
+                terms="; ".join(f"{en} = {zh}" for en, zh in terms.items())
             )
+        chain = (
+            ChatPromptTemplate.from_messages([("system", "{system}"), ("human", "{q}")])
             | model
             | StrOutputParser()
         )
-        return str(chain.invoke({"q": question})).strip() or question
+        return str(chain.invoke({"system": system, "q": question})).strip() or question
 
     def stream(
         self,
@@ -356,12 +364,15 @@ class AnswerChain:
             yield from self._compare(write(ranked, lang), model, lang, timings, t0, question)
             return
         query = question
-        if lang == "en" and model is not None:
-            try:
-                query = f"{question}\n{self.translate(question, model)}"
-            except Exception:
-                query = question
-            timings["translate_ms"] = _ms(t0)
+        if lang == "en":
+            # The documents' own words for the indicators the question names (petition →
+            # 信访), then the model's translation of the rest, for retrieval over Chinese text.
+            terms = " ".join(taxonomy().glossary(question).values())
+            query = f"{question}\n{terms}"
+            if model is not None:
+                with contextlib.suppress(Exception):  # retrieval goes on without it
+                    query = f"{query}\n{self.translate(question, model)}"
+                timings["translate_ms"] = _ms(t0)
         hits = self.retriever.search(query, top_k=top_k or self.settings.top_k, filters=filters)
         index = self.retriever.lexical_index()
         weights = query_weights(query, index)

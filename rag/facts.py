@@ -84,6 +84,20 @@ class Taxonomy:
                     found.append((m.start(), m.end(), self.alias_to_canonical[alias]))
         return sorted(found)
 
+    def glossary(self, english: str) -> dict[str, str]:
+        """English terms of ``english`` the taxonomy knows, with their Chinese name (longest
+        terms first, each word used once): a glossary for translating the question."""
+        low = english.lower()
+        out: dict[str, str] = {}
+        terms = {**{a: f for a, f in self.family_aliases.items() if a.isascii()}}
+        terms |= self.en_to_canonical
+        for term in sorted(terms, key=len, reverse=True):
+            m = re.search(rf"\b{re.escape(term.removesuffix('s'))}", low)  # either number
+            if m:
+                out[term] = terms[term]
+                low = low[: m.start()] + " " * len(term) + low[m.end() :]
+        return out
+
 
 @lru_cache(maxsize=1)
 def taxonomy() -> Taxonomy:

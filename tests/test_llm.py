@@ -17,7 +17,7 @@ import pytest
 from eval.metrics import answer_correct
 from rag.config import LLMSettings
 from rag.models import QWEN_BYTES, ModelError, build_qwen
-from rag.schemas import TokenEvent
+from rag.schemas import CitationsEvent, TokenEvent
 from rag.service import RAGService
 
 from .conftest import ROOT, free_port, require
@@ -68,6 +68,35 @@ def test_local_backend_streams_tokens_then_citations(seeded: RAGService, gguf: P
     assert kinds[0] == "passages" and kinds[-2:] == ["citations", "done"]
     assert any(isinstance(e, TokenEvent) for e in events)
     assert kinds.index("token") < kinds.index("citations")
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "延吉市2016年集体访人次同比下降了多少?",
+        "延吉市2016年集體訪人次同比下降了多少?",
+        "By how much did collective petition visits in Yanji fall in 2016?",
+    ],
+)
+def test_local_backend_pairs_the_right_figure_in_three_scripts(
+    seeded: RAGService, gguf: Path, question: str
+) -> None:
+    """ "同比分別下降7%和52%": the 人次 figure is 52%, whatever the question's language."""
+    a = seeded.answer(question, backend="local")
+    assert "52%" in a.answer and "7%" not in a.answer, a.answer
+    assert a.citations and a.citations[0].doc_id == "000_941dbc5847c0e16b"
+
+
+def test_local_backend_writes_the_comparison_lead_from_the_computed_ranking(
+    seeded: RAGService, gguf: Path
+) -> None:
+    events = list(seeded.stream_answer("哪个城市信访量下降最多?", backend="local"))
+    kinds = [e.event for e in events]
+    assert kinds[0] == "passages" and kinds[-3:] == ["citations", "facts", "done"]
+    assert "token" in kinds and kinds.index("token") < kinds.index("citations")
+    answer = next(e for e in events if isinstance(e, CitationsEvent))
+    lead = answer.answer.splitlines()[0]
+    assert "73%" in lead and "城关" in lead
 
 
 @pytest.fixture
