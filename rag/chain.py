@@ -15,7 +15,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -394,25 +394,11 @@ class AnswerChain:
 
         hints = fact_hints(passages, self.facts(), query) if self.facts else None
         inputs = {"passages": format_passages(passages, hints), "question": question}
-        pieces: list[str] = []
-        fallback = False
-        t_gen = time.perf_counter()
-        try:
-            for token in _with_deadline(
-                stream_text(self.generation(model, lang), inputs), t_gen + self.timeout_s
-            ):
-                if not pieces:
-                    timings["first_token_ms"] = _ms(t0)
-                pieces.append(token)
-                yield TokenEvent(text=token)
-        except Exception:
-            fallback = True
-        timings["generation_ms"] = _ms(t_gen)
+        text, fallback = yield from self._tokens(self.generation(model, lang), inputs, timings, t0)
         if hasattr(model, "count_tokens"):
             timings["prompt_tokens"] = float(
                 model.count_tokens(self._prompts[lang].format(**inputs))
             )
-        text = "".join(pieces).strip()
         refused = bool(_MODEL_REFUSAL.search(text)) and not re.search(r"\[\d+\]", text)
         strong = coverage(passages[0].text + passages[0].title, weights) >= STRONG_EVIDENCE
         given = set(numbers_in(question))
@@ -454,19 +440,10 @@ class AnswerChain:
                 "facts": format_facts(written, lang),
                 "lead": written.lead,
             }
-            pieces: list[str] = []
-            t_gen = time.perf_counter()
-            try:
-                chain = self._compare_prompts[lang] | model
-                for token in _with_deadline(stream_text(chain, inputs), t_gen + self.timeout_s):
-                    if not pieces:
-                        timings["first_token_ms"] = _ms(t0)
-                    pieces.append(token)
-                    yield TokenEvent(text=token)
-            except Exception:
-                fallback = True
-            timings["generation_ms"] = _ms(t_gen)
-            text = re.split(r"(?<=[。.!！])\s|\n", "".join(pieces).strip(), maxsplit=1)[0]
+            text, fallback = yield from self._tokens(
+                self._compare_prompts[lang] | model, inputs, timings, t0
+            )
+            text = re.split(r"(?<=[。.!！])\s|\n", text, maxsplit=1)[0]
             winner = written.facts[0]
             allowed = [f.figure for f in written.facts] + numbers_in(question)
             if (
@@ -488,6 +465,25 @@ class AnswerChain:
             question,
             facts=written.facts,
         )
+
+    def _tokens(
+        self, pipeline: Any, inputs: dict[str, str], timings: dict[str, float], t0: float
+    ) -> Generator[TokenEvent, None, tuple[str, bool]]:
+        """Stream the model's tokens as events; returns (text, failed). Past the time budget
+        or on an error the generation is abandoned: failed, and the caller falls back."""
+        pieces: list[str] = []
+        t_gen = time.perf_counter()
+        try:
+            for token in _with_deadline(stream_text(pipeline, inputs), t_gen + self.timeout_s):
+                if not pieces:
+                    timings["first_token_ms"] = _ms(t0)
+                pieces.append(token)
+                yield TokenEvent(text=token)
+            failed = False
+        except Exception:
+            failed = True
+        timings["generation_ms"] = _ms(t_gen)
+        return "".join(pieces).strip(), failed
 
     def _finish(
         self,
