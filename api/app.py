@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,9 +12,11 @@ from starlette.concurrency import run_in_threadpool
 
 from api import errors, observability
 from api.deps import require_key
+from api.limits import ConcurrencyLimitMiddleware, RateLimiter, rate_limit
 from api.routes import chat, documents, health, metrics, openai, page, search
 from rag.config import Settings
 from rag.service import RAGService
+from rag.store import StoreUnavailable
 
 
 def create_app(settings: Settings | None = None, service: RAGService | None = None) -> FastAPI:
@@ -23,8 +26,13 @@ def create_app(settings: Settings | None = None, service: RAGService | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         observability.configure_logging()
         svc = service or RAGService(settings)
-        # Load the models and open the index once, before the first request.
-        await run_in_threadpool(lambda: (svc.embedder.dimension, svc.store))
+        # Load the models and open the index once, before the first request. A Chroma server
+        # that is down now is no reason not to start: /readyz says 503 until it is back.
+        await run_in_threadpool(lambda: svc.embedder.dimension)
+        try:
+            await run_in_threadpool(lambda: svc.store)
+        except StoreUnavailable as exc:
+            logging.getLogger("rag.api").warning("starting without the index: %s", exc)
         app.state.service = svc
         yield
 
@@ -37,6 +45,9 @@ def create_app(settings: Settings | None = None, service: RAGService | None = No
     app.state.settings = settings
     app.state.api_keys = settings.api_key_list
     app.state.metrics = observability.Metrics()
+    app.state.rate_limiter = RateLimiter(settings.rate_limit) if settings.rate_limit else None
+    if settings.max_concurrent:
+        app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent)
     errors.install(app)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
@@ -50,7 +61,7 @@ def create_app(settings: Settings | None = None, service: RAGService | None = No
     # Around CORS and the routes: every response (preflights, 4xx errors) has its request id.
     observability.install_request_id_logging()
     app.add_middleware(observability.RequestContextMiddleware, metrics=app.state.metrics)
-    keyed = [Depends(require_key)]
+    keyed = [Depends(require_key), Depends(rate_limit)]
     app.include_router(health.router)
     page.install(app)  # the chat page at `/` and `/static/*`: open, like the health checks
     app.include_router(chat.router, dependencies=keyed)

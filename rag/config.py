@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     api_keys: str = Field("", description="comma-separated API keys; empty = no key needed")
     max_question_chars: int = Field(2000, ge=10, description="longer questions are a 422")
     max_upload_bytes: int = Field(20_000_000, ge=1, description="larger uploads are a 413")
+    rate_limit: int = Field(
+        0, ge=0, description="requests per minute per API key (or client address); 0 = off"
+    )
+    max_concurrent: int = Field(
+        0, ge=0, description="chat requests answered at once, more get a 429; 0 = off"
+    )
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS")
     llm: LLMSettings = Field(default_factory=lambda: LLMSettings())
     answer: AnswerSettings = Field(default_factory=lambda: AnswerSettings())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -63,7 +63,8 @@ class Chunk(BaseModel):
 class Filters(BaseModel):
     """Metadata filters, applied on the dense and the lexical side alike."""
 
-    doc_id: str | list[str] | None = None
+    # A list names at least one document (Chroma refuses an empty ``$in``).
+    doc_id: str | Annotated[list[str], Field(min_length=1)] | None = None
     region: str | None = None
     year_from: int | None = Field(None, ge=0, le=9999)
     year_to: int | None = Field(None, ge=0, le=9999)

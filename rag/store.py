@@ -14,6 +14,7 @@ which derived indexes (BM25) use to know when they are stale.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -44,6 +45,38 @@ class EmbeddingMismatchError(StoreError):
     """The collection was built with another embedding model."""
 
 
+class StoreUnavailable(StoreError):
+    """The Chroma server (``RAG_CHROMA_URL``) cannot be reached; retry once it is back."""
+
+
+class _Guarded:
+    """Proxies a Chroma HTTP client or collection: a lost connection becomes ``StoreUnavailable``
+    (a 503 in the API) instead of a bare transport error; collections it returns are guarded too."""
+
+    def __init__(self, target: Any, url: str) -> None:
+        self._target = target
+        self._url = url
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            import httpx
+            from chromadb.api.models.Collection import Collection
+
+            try:
+                out = attr(*args, **kwargs)
+            except httpx.TransportError as exc:
+                raise StoreUnavailable(
+                    f"Chroma server at {self._url} is unreachable: {exc}"
+                ) from exc
+            return _Guarded(out, self._url) if isinstance(out, Collection) else out
+
+        return call
+
+
 @dataclass(frozen=True)
 class StoredChunk:
     id: str
@@ -64,12 +97,18 @@ def make_client(settings: Settings) -> Any:
         from urllib.parse import urlparse
 
         url = urlparse(settings.chroma_url)
-        return chromadb.HttpClient(
-            host=url.hostname or "localhost",
-            port=url.port or (443 if url.scheme == "https" else 8000),
-            ssl=url.scheme == "https",
-            settings=chroma_settings,
-        )
+        try:
+            client = chromadb.HttpClient(
+                host=url.hostname or "localhost",
+                port=url.port or (443 if url.scheme == "https" else 8000),
+                ssl=url.scheme == "https",
+                settings=chroma_settings,
+            )
+        except ValueError as exc:  # raised by its heartbeat when no server answers
+            raise StoreUnavailable(
+                f"Chroma server at {settings.chroma_url} is unreachable: {exc}"
+            ) from exc
+        return _Guarded(client, settings.chroma_url)
     settings.chroma_path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
 
@@ -116,7 +155,9 @@ class ChromaStore:
 
     def _bump_version(self) -> None:
         meta = dict(self.chunks.metadata or {})
-        meta["index_version"] = self.version + 1
+        # Not just +1: two replicas writing at once would both set the same number, and a reader
+        # that saw it between their commits would never notice the second one.
+        meta["index_version"] = self.version + 1 + secrets.randbelow(1 << 20)
         self.chunks.modify(metadata=meta)
 
     # -- documents -------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ from api.errors import APIError
 from api.observability import AppMetrics
 from rag.chain import collect
 from rag.config import LLMBackend
+from rag.llm import LLMError
 from rag.schemas import Answer, ErrorEvent, Filters
+from rag.service import RAGService
 
 router = APIRouter(tags=["chat"])
 
@@ -66,10 +68,22 @@ async def iterate_closing(iterator: Iterator[T]) -> AsyncIterator[T]:
             close()
 
 
+async def load_backend(service: RAGService, backend: LLMBackend) -> None:
+    """Load the backend's model before answering: one this server cannot run is the client's
+    422 when the request named another than the default, the server's 503 otherwise."""
+    try:
+        await run_in_threadpool(service.chat_model, backend)
+    except LLMError as exc:
+        if backend != service.settings.llm.backend:
+            raise APIError(422, f"backend '{backend}' is not available here: {exc}") from exc
+        raise APIError(503, f"the LLM backend '{backend}' is not available: {exc}") from exc
+
+
 @router.post("/v1/chat", response_model=Answer)
 async def chat(req: ChatRequest, request: Request, service: Service, metrics: AppMetrics) -> Any:
     check_question(req.question, request)
     backend = req.backend or service.settings.llm.backend
+    await load_backend(service, backend)
     wants_sse = req.stream or "text/event-stream" in request.headers.get("accept", "")
     if not wants_sse:
 

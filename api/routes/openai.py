@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Service
 from api.errors import APIError
 from api.observability import AppMetrics
-from api.routes.chat import check_question, iterate_closing
+from api.routes.chat import check_question, iterate_closing, load_backend
 from rag.chain import collect
 from rag.config import LLMBackend
 from rag.schemas import (
@@ -132,6 +132,7 @@ async def chat_completions(
 ) -> Any:
     question = _question(req, request)
     backend = _BACKENDS.get(req.model, service.settings.llm.backend)
+    await load_backend(service, backend)
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if not req.stream:
 
