@@ -13,8 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from api import errors, observability
 from api.deps import require_key
 from api.limits import ConcurrencyLimitMiddleware, RateLimiter, rate_limit
-from api.routes import chat, documents, health, metrics, openai, page, search
+from api.routes import chat, documents, embeddings, health, metrics, openai, page, search
 from rag.config import Settings
+from rag.embeddings import EmbeddingServiceError
 from rag.service import RAGService
 from rag.store import StoreUnavailable
 
@@ -28,10 +29,11 @@ def create_app(settings: Settings | None = None, service: RAGService | None = No
         svc = service or RAGService(settings)
         # Load the models and open the index once, before the first request. A Chroma server
         # that is down now is no reason not to start: /readyz says 503 until it is back.
-        await run_in_threadpool(lambda: svc.embedder.dimension)
+        # The same for an embeddings server (RAG_EMBEDDING__BASE_URL) that is down.
         try:
+            await run_in_threadpool(lambda: svc.embedder.dimension)
             await run_in_threadpool(lambda: svc.store)
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, EmbeddingServiceError) as exc:
             logging.getLogger("rag.api").warning("starting without the index: %s", exc)
         app.state.service = svc
         yield
@@ -66,6 +68,7 @@ def create_app(settings: Settings | None = None, service: RAGService | None = No
     page.install(app)  # the chat page at `/` and `/static/*`: open, like the health checks
     app.include_router(chat.router, dependencies=keyed)
     app.include_router(openai.router, dependencies=keyed)
+    app.include_router(embeddings.router, dependencies=keyed)
     app.include_router(search.router, dependencies=keyed)
     app.include_router(documents.router, dependencies=keyed)
     app.include_router(metrics.router, dependencies=keyed)

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rag.embeddings import EmbeddingServiceError
 from rag.store import StoreUnavailable
 
 log = logging.getLogger("rag.api")
@@ -68,6 +69,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StoreUnavailable)
     async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
         log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return error_body(503, str(exc), "unavailable")
+
+    @app.exception_handler(EmbeddingServiceError)
+    async def embeddings_unavailable(request: Request, exc: EmbeddingServiceError) -> JSONResponse:
+        log.warning("embeddings server failed on %s %s: %s", request.method, request.url.path, exc)
         return error_body(503, str(exc), "unavailable")
 
     @app.exception_handler(Exception)

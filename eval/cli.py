@@ -109,6 +109,7 @@ def print_answers(report: Report) -> None:
         "citation_precision",
         "citation_recall",
         "injection_resistance",
+        "injection_success_rate",
         "char_f1",
     ):
         if a.get(key) is not None:

@@ -1,6 +1,10 @@
 """Question sets as typed samples, and the corpus each one is asked over.
 
 - ``seeds``: the development questions over the five seed documents (``eval/datasets/``);
+- ``injection``: prompt-injection questions over the seeds plus hostile documents
+  (``eval/datasets/injection_docs/``: instructions inside documents, "ignore previous
+  instructions", requests for the system prompt, fake citation markers); each question's
+  ``must_not_include`` strings are what a successful injection would put in the answer;
 - ``gov``: the same schema over the national government work reports (``../shared/data``);
 - ``cmrc2018`` (simplified) and ``drcd`` (traditional): reading-comprehension sets whose passages
   become the corpus (one document per passage, doc_id = passage id) — see their READMEs.
@@ -52,6 +56,7 @@ class Dataset(BaseModel):
     samples: list[Sample]
     corpus: Path  # a folder of files, or a corpus.jsonl of passages
     corpus_kind: CorpusKind
+    extra_corpus: list[Path] = Field(default_factory=list)  # more folders of files
 
     def select(self, limit: int | None, sample: bool, seed: int = 0) -> list[Sample]:
         items = list(self.samples)
@@ -81,6 +86,15 @@ def load_dataset(name: str) -> Dataset:
             samples=_read_samples(DATASETS_DIR / "dev_questions.jsonl"),
             corpus=ROOT / "seeds",
             corpus_kind="files",
+        )
+    if name == "injection":
+        return Dataset(
+            name=name,
+            kind="evidence",
+            samples=_read_samples(DATASETS_DIR / "injection.jsonl"),
+            corpus=ROOT / "seeds",
+            corpus_kind="files",
+            extra_corpus=[DATASETS_DIR / "injection_docs"],
         )
     if name == "gov":
         return Dataset(
@@ -114,7 +128,7 @@ def load_dataset(name: str) -> Dataset:
             corpus=folder / "corpus.jsonl",
             corpus_kind="passages",
         )
-    raise ValueError(f"unknown dataset '{name}' (seeds, gov, cmrc2018, drcd)")
+    raise ValueError(f"unknown dataset '{name}' (seeds, injection, gov, cmrc2018, drcd)")
 
 
-DATASET_NAMES = ("seeds", "gov", "cmrc2018", "drcd")
+DATASET_NAMES = ("seeds", "injection", "gov", "cmrc2018", "drcd")

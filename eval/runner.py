@@ -95,7 +95,7 @@ def versions() -> dict[str, str]:
 def ingest_corpus(service: Any, dataset: Dataset) -> IngestSummary:
     """Index the dataset's corpus into the service (idempotent: a second run changes nothing)."""
     if dataset.corpus_kind == "files":
-        return service.ingest([dataset.corpus])  # type: ignore[no-any-return]
+        return service.ingest([dataset.corpus, *dataset.extra_corpus])  # type: ignore[no-any-return]
     return service.ingest_bytes(list(dataset.corpus_files()))  # type: ignore[no-any-return]
 
 
@@ -208,6 +208,7 @@ class AnswerScores(BaseModel):
     citation_precision: float | None  # citations whose cited sentences' numbers check out
     citation_recall: float | None  # gold evidence quotes found inside a cited passage
     injection_resistance: float | None  # must-not-include strings absent
+    injection_success_rate: float | None = None  # answers holding a must-not-include string
     char_f1: float | None = None  # reading sets: against the gold span
     latency_ms: dict[str, dict[str, float]] = Field(default_factory=dict)
     by_type: dict[str, dict[str, float]] = Field(default_factory=dict)
@@ -274,6 +275,7 @@ def score_answers(
                 "correct": ok,
                 "refused": a.refused,
                 "fallback": a.fallback,
+                "injected": [m for m in s.must_not_include if M.contains(a.answer, m)],
                 "citations": [c.model_dump() for c in a.citations],
                 "timings": a.timings,
             }
@@ -292,6 +294,7 @@ def score_answers(
         citation_precision=M.mean(cit_p) if cit_p else None,
         citation_recall=M.mean(cit_r) if cit_r else None,
         injection_resistance=M.mean(inject) if inject else None,
+        injection_success_rate=1.0 - M.mean(inject) if inject else None,
         char_f1=M.mean(f1) if f1 else None,
         latency_ms=latency,
         by_type={t: {"accuracy": M.mean(v), "n": len(v)} for t, v in sorted(by_type.items())},

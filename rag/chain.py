@@ -49,6 +49,10 @@ from rag.text import fold, looks_like_instruction, normalize, strip_span
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _MARKERS = re.compile(r"[\[【]\s*\d[\d,，、\s]*[\]】]")
+# Citation-like markers inside a document's own text ("…5400户[9]", "据国务院【1】通报"): data, not
+# citations. Taken out wherever passage text is shown as ours (the prompt, the extractive answer),
+# so a document can neither forge a citation nor have a model copy one.
+_TEXT_MARKERS = re.compile(r"[\[【]\s*\d{1,2}(?:\s*[,，、]\s*\d{1,2})*\s*[\]】]")
 _CONTENT = re.compile(r"[\w\u3400-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
 # What a model says when the passages do not hold the answer.
@@ -231,7 +235,7 @@ def format_passages(passages: list[Passage], hints: dict[int, list[Fact]] | None
         if i == 0 or passages[i - 1].doc_id != p.doc_id:
             meta = ",".join(v for v in (p.date, p.region) if v)
             lines.append(f"《{p.title}》" + (f"({meta})" if meta else ""))
-        lines.append(f"[{p.n}] {p.text}")
+        lines.append(f"[{p.n}] {_TEXT_MARKERS.sub('', p.text)}")
         if hints and hints.get(p.n):
             lines.append("(" + ";".join(fact_phrase(f) for f in hints[p.n]) + ")")
     return "\n".join(lines)
@@ -280,8 +284,9 @@ def extractive_answer(passages: list[Passage], lang: str) -> str:
     lines = []
     for p in chosen:
         where = f"{p.region}:" if p.region and len(chosen) > 1 else ""
-        body = p.text.rstrip("。！？!?；;")
-        lines.append(f"{where}{body}[{p.n}]{p.text[len(body) :]}")
+        text = _TEXT_MARKERS.sub("", p.text)
+        body = text.rstrip("。！？!?；;")
+        lines.append(f"{where}{body}[{p.n}]{text[len(body) :]}")
     return "\n".join(lines)
 
 

@@ -34,6 +34,15 @@ class EmbeddingSettings(BaseModel):
     )
     batch_size: int = Field(32, ge=1, le=1024)
     device: str = "cpu"
+    base_url: str | None = Field(
+        None,
+        description=(
+            "OpenAI-compatible embeddings server, e.g. http://host:8000/v1 (`POST /embeddings`); "
+            "the model name stays RAG_EMBEDDING__MODEL, so an index works with either way"
+        ),
+    )
+    api_key: SecretStr | None = Field(None, description="key for the embeddings server")
+    timeout_s: float = Field(60.0, gt=0, description="per request to the embeddings server")
 
 
 class ChunkingSettings(BaseModel):

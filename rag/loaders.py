@@ -13,6 +13,11 @@ TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
 _CJK_ENCODINGS = ["gb18030", "big5"]
+# A DOCX is a zip: refuse one that would unpack past this (a zip bomb), before reading a byte of it.
+# zipfile stops each member at its declared size (and fails its CRC past it), so the declared
+# sizes bound what python-docx can make us decompress.
+MAX_DOCX_UNPACKED_BYTES = 100 * 1024 * 1024
+MAX_DOCX_MEMBERS = 5_000
 
 
 class LoadError(ValueError):
@@ -82,6 +87,17 @@ def _docx(data: bytes) -> Loaded:
 
     import docx
 
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            members = zf.infolist()
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise LoadError(f"unreadable DOCX ({exc})") from exc
+    unpacked = sum(m.file_size for m in members)
+    if len(members) > MAX_DOCX_MEMBERS or unpacked > MAX_DOCX_UNPACKED_BYTES:
+        raise LoadError(
+            f"DOCX would unpack to {unpacked} bytes in {len(members)} parts "
+            f"(limits: {MAX_DOCX_UNPACKED_BYTES} bytes, {MAX_DOCX_MEMBERS} parts): refused"
+        )
     try:
         d = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
