@@ -46,7 +46,7 @@ def main() -> None:
     results = {}
     for backend in args.backends.split(","):
         if backend != "extractive":
-            service.chat_model(backend)  # type: ignore[arg-type] # load outside the timings
+            service.chat_model(backend)  # load outside the timings
         scores, _ = score_answers(ds, samples, target, backend)
         results[backend] = scores.model_dump()
 

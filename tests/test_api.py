@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -69,7 +70,7 @@ def test_chat_stream_events_in_order(client: RAGClient) -> None:
 
 
 def test_async_client_mirrors_the_sync_one(server: str) -> None:
-    async def run() -> tuple[str, int, list[str]]:
+    async def run() -> tuple[str, int, list[Any]]:
         async with AsyncRAGClient(server, api_key=KEY) as c:
             a = await c.chat("城阳区刑事警情平均每年下降多少?", backend="extractive")
             hits = await c.search("城阳区", top_k=2)

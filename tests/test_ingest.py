@@ -33,7 +33,7 @@ def test_seeds_are_indexed_with_metadata(seeded: RAGService) -> None:
 
 
 def test_every_chunk_indexes_its_original_document(seeded: RAGService) -> None:
-    texts = {d.doc_id: seeded.store.document_text(d.doc_id) for d in seeded.documents()}
+    texts = {d.doc_id: seeded.store.document_text(d.doc_id) or "" for d in seeded.documents()}
     n = 0
     for c in seeded.store.iter_chunks():
         m = c.metadata
