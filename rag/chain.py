@@ -451,8 +451,11 @@ class AnswerChain:
             text = re.split(r"(?<=[。.!！])\s|\n", text, maxsplit=1)[0]
             winner = written.facts[0]
             allowed = [f.figure for f in written.facts] + numbers_in(question)
+            names = {n for f in written.facts for n in (f.entity or "", f.indicator) if n}
+            rest = re.sub("|".join(map(re.escape, sorted(names, key=len, reverse=True))), "", text)
             if (
                 not fallback
+                and not (lang == "en" and _CJK.search(rest))  # English, but for the names
                 and number_in(winner.figure, text)
                 and f"[{winner.marker}]" in text
                 and all(any(number_in(n, a) for a in allowed) for n in numbers_in(text))

@@ -71,7 +71,7 @@ _WORDS: dict[str, dict[str, str]] = {
         "what_year": "years",
         "only_total": "Only {who} reports {name} ({fig}).",
         "only_one": "Only {who} reports this figure.",
-        "flag": "{who} reports {name}{fig}, a decline larger than the whole: implausible, left "
+        "flag": "{who} reports {name} {fig}, a decline larger than the whole: implausible, left "
         "out of the ranking.",
         "sep": "; ",
         "end": ".",
