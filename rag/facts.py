@@ -41,7 +41,8 @@ _UNIT = (
 # "新增" (newly added) names a level, not a change.
 _DOWN = r"(?<!新)(?:下降|减少|降低|下滑|回落|压减|减|降)"
 _UP = r"(?<!新)(?:增长|增加|上升|提高|提升|上涨|增|涨)"
-_ADVERB = r"(?:同比|比上年|较上年|比去年|较去年|平均每年|平均|年均|每年|分别|累计|全年|净|了|\s)*"
+_ADVERBS = r"同比|比上年|较上年|比去年|较去年|平均每年|平均|年均|每年|分别|累计|全年|净|了|\s"
+_ADVERB = rf"(?:{_ADVERBS})*"
 _QUAL = r"左右|以上|以内|以下|上下"
 # One figure and what follows it; a list of figures "7%和52%", "15.1% 、73%".
 _FIGURE = rf"({_NUM})\s*({_UNIT})?\s*({_QUAL})?"
@@ -60,7 +61,8 @@ _LEAD_NOISE = re.compile(
     r"合计|(?:全区|全市|全县|全省|全国)(?!性)|[\s、])+"
 )
 _CJK2 = re.compile(r"[\u4e00-\u9fff]{2}")
-_LEVEL_LINK = r"(?:\s|达到|达|为|是|突破|超过|约|拟按|按|控制在|稳定在|保持在|实现|完成)*"
+_LINKS = r"\s|达到|达|为|是|突破|超过|约|拟按|按|控制在|稳定在|保持在|实现|完成"
+_LEVEL_LINK = rf"(?:{_LINKS})*"
 _LEVEL = re.compile(rf"{_LEVEL_LINK}{_FIGURE}(?:\s*{_NUM}\s*(?:批|人次|件|起|户|人))*")
 _COUNTED_RUN = re.compile(rf"(?:{_NUM}\s*(?:批|人次|件|起|户|人)\s*)+")
 
@@ -125,15 +127,6 @@ def taxonomy() -> Taxonomy:
 # -- extraction -----------------------------------------------------------------------------------
 
 
-@dataclass
-class _Doc:
-    doc_id: str
-    source: str
-    title: str
-    region: str | None
-    year: int | None
-
-
 def _indicator(subject: str) -> tuple[str, str | None] | None:
     """The indicator a subject phrase names: (name, canonical) or None when it names nothing.
 
@@ -146,17 +139,17 @@ def _indicator(subject: str) -> tuple[str, str | None] | None:
         s, e, canonical = found[-1]
         return (canonical if canonical in subject[s:e] else subject[s:e]), canonical
     name = re.split(r"\d", _LEAD_NOISE.sub("", subject), maxsplit=1)[0]
-    name = re.sub(rf"(?:{_LEVEL_LINK[3:-2]}|{_ADVERB[3:-2]})+$", "", name).strip(" 、")[-16:]
+    name = re.sub(rf"(?:{_LINKS}|{_ADVERBS})+$", "", name).strip(" 、")[-16:]
     return (name, None) if _CJK2.search(name) else None
 
 
-def _figures(text: str, at: int) -> list[tuple[float, str, str, int]]:
-    """The figures of a list starting at ``at``: (value, unit, qualifier, end)."""
+def _figures(text: str, at: int) -> list[tuple[float, str, str]]:
+    """The figures of a list starting at ``at``: (value, unit, qualifier)."""
     m = _FIGURES.match(text, at)
     if not m:
         return []
     return [
-        (float(f.group(1)), f.group(2) or "", f.group(3) or "", f.end())
+        (float(f.group(1)), f.group(2) or "", f.group(3) or "")
         for f in re.finditer(_FIGURE, m.group(0))
     ]
 
@@ -198,7 +191,7 @@ def _changes(folded: str, s: int, e: int, prev_subject: str) -> Iterable[_Found]
             if one is None:
                 continue
             names = [one]
-        for (name, canonical), (value, unit, qual, _) in zip(names, figures, strict=True):
+        for (name, canonical), (value, unit, qual) in zip(names, figures, strict=True):
             yield name, canonical, value, unit, direction, qual, borrowed
         return  # one statement per clause
 
