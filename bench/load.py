@@ -1,22 +1,45 @@
-"""Concurrent chat requests against a running service: throughput, latency, errors.
+"""Concurrent chat requests against a running service: throughput, latency, errors, memory.
 
     python bench/load.py --serve [--backend extractive|local] [--concurrency 1,8,32]
                          [--requests 100] [--timeout 120]
-    python bench/load.py --url http://127.0.0.1:8000 [--api-key KEY] ...
+    python bench/load.py --serve --soak 600 [--concurrency 8] [--sample-every 5]
+    python bench/load.py --url http://127.0.0.1:8000 [--api-key KEY] [--pid PID] ...
 
 For each concurrency N, N clients (one httpx AsyncClient, N connections) send `POST /v1/chat`
 back to back, cycling through the seed dev questions, until `--requests` have been sent or
-`--timeout` seconds have passed (requests still running then are cut and counted). Reports
-throughput (successful answers per second of wall time), p50/p95 latency of the successful ones,
-errors (5xx, 4xx, dropped connections, request timeouts, cut at the deadline) and how many answers
-fell back to the extractive one. `--serve` indexes the seeds (as `rag eval` does) and starts the
-app under uvicorn in a child process on a free loopback port, one worker.
+`--timeout` seconds have passed (requests still running then are cut and counted).
+
+Errors are 5xx, other 4xx, dropped connections, request timeouts, requests cut at the deadline
+and empty answers (HTTP 200 with no answer text); a 429 (a deliberate rate or concurrency limit)
+is counted apart, not as an error. Reports throughput (successful answers per second of wall
+time), p50/p95/p99 latency of the successful ones, and how many answers fell back to the
+extractive one.
+
+Queue wait, per successful answer, from the answer's `timings` (server side, ms since the chain
+started) and the client's clock (loopback: the chain started at the response's arrival minus
+`total_ms`):
+- before the chain: client latency − `total_ms` (HTTP, the event loop, the threadpool);
+- before the model, with `--backend local` (one llama.cpp context behind a lock, generations
+  one at a time): from the end of its retrieval (`retrieval_ms`) to the moment the model was
+  freed for it, i.e. the last end of another answer between its retrieval and its first token
+  (`first_token_ms`); 0 when none ended then (it found the model free).
+Queue wait = the sum of the two; p50/p95/max are reported.
+
+`--soak SECONDS` keeps one steady level (`--concurrency`, default 8) for that long: no request
+cap; new requests stop at the end and those running finish. Meanwhile the server process's RSS
+is sampled every `--sample-every` seconds (psutil if installed, else `/proc/PID/status` VmRSS;
+the child's pid with `--serve`, `--pid` with `--url`): before the load (after warm-up), after,
+the max and the slope (MiB per minute, least squares, over all samples and over the second half).
+
+`--serve` indexes the seeds (as `rag eval` does) and starts the app under uvicorn in a child
+process on a free loopback port, one worker. Results go to `bench/results/load-*.json`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import itertools
 import json
 import os
@@ -29,7 +52,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,15 +66,23 @@ from eval.cli import eval_settings
 from eval.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-ERRORS = ("5xx", "4xx", "dropped", "timeout", "cut")
+ERRORS = ("5xx", "4xx", "dropped", "timeout", "cut", "empty")
 console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 @dataclass
 class Result:
-    kind: str  # ok, or one of ERRORS
+    kind: str  # ok, 429, or one of ERRORS
     seconds: float
     fallback: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+    start: float = 0.0  # perf_counter when sent
+
+
+@dataclass
+class Served:
+    url: str
+    pid: int | None
 
 
 def _free_port() -> int:
@@ -61,8 +92,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve(backend: str, log: Path) -> Iterator[str]:
-    """Index the seeds, then run the app in a child process; yields its URL."""
+def serve(backend: str, log: Path) -> Iterator[Served]:
+    """Index the seeds, then run the app in a child process; yields its URL and pid."""
     settings = eval_settings("seeds")
     env = os.environ | {
         "RAG_DATA_DIR": str(settings.data_dir.resolve()),
@@ -96,7 +127,7 @@ def serve(backend: str, log: Path) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"the server did not get ready; see {log}")
                 time.sleep(0.5)
-            yield url
+            yield Served(url, proc.pid)
         finally:
             proc.terminate()
             try:
@@ -105,57 +136,53 @@ def serve(backend: str, log: Path) -> Iterator[str]:
                 proc.kill()
 
 
-async def run_level(
-    url: str,
-    headers: dict[str, str],
-    backend: str,
-    questions: list[str],
-    concurrency: int,
-    total: int,
-    timeout: float,
-    request_timeout: float,
+def rss_mib(pid: int) -> float | None:
+    """Resident memory of one process in MiB (psutil if installed, else /proc); None if gone."""
+    try:
+        psutil: Any = importlib.import_module("psutil")
+        return float(psutil.Process(pid).memory_info().rss) / 2**20
+    except ImportError:
+        pass
+    except Exception:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        return None
+    return None
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+def queue_waits(results: list[Result], serialized: bool) -> list[float]:
+    """Queue wait per successful answer (ms): before the chain plus, when the model answers one
+    at a time (``serialized``), before the model; see the module docstring."""
+    ok = [r for r in results if r.kind == "ok" and "total_ms" in r.timings]
+    ends = [r.start + r.seconds for r in ok]
+    waits = []
+    for r, end in zip(ok, ends, strict=True):
+        before_chain = max(0.0, r.seconds * 1000 - r.timings["total_ms"])
+        before_model = 0.0
+        if serialized and "first_token_ms" in r.timings:
+            chain = end - r.timings["total_ms"] / 1000
+            retrieved = chain + r.timings.get("retrieval_ms", 0.0) / 1000
+            first = chain + r.timings["first_token_ms"] / 1000
+            freed = [e for e in ends if retrieved < e < first]
+            before_model = (max(freed) - retrieved) * 1000 if freed else 0.0
+        waits.append(before_chain + before_model)
+    return waits
+
+
+def summarize(
+    results: list[Result], concurrency: int, wall: float, serialized: bool
 ) -> dict[str, Any]:
-    results: list[Result] = []
-    numbers = itertools.count()
-
-    async def one(client: httpx.AsyncClient, question: str) -> None:
-        t = time.perf_counter()
-        kind, fallback = "ok", False
-        try:
-            r = await client.post("/v1/chat", json={"question": question, "backend": backend})
-            if r.status_code >= 500:
-                kind = "5xx"
-            elif r.status_code >= 400:
-                kind = "4xx"
-            else:
-                fallback = bool(r.json().get("fallback"))
-        except httpx.TimeoutException:
-            kind = "timeout"
-        except httpx.TransportError:
-            kind = "dropped"
-        except asyncio.CancelledError:
-            results.append(Result("cut", time.perf_counter() - t))
-            raise
-        results.append(Result(kind, time.perf_counter() - t, fallback))
-
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        while (i := next(numbers)) < total:
-            await one(client, questions[i % len(questions)])
-
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    t0 = time.perf_counter()
-    async with httpx.AsyncClient(
-        base_url=url, headers=headers, timeout=request_timeout, limits=limits
-    ) as client:
-        tasks = [asyncio.create_task(client_loop(client)) for _ in range(concurrency)]
-        _, running = await asyncio.wait(tasks, timeout=timeout)
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
-    wall = time.perf_counter() - t0
-
     ok = [r.seconds * 1000 for r in results if r.kind == "ok"]
     kinds = Counter(r.kind for r in results)
+    waits = queue_waits(results, serialized)
     return {
         "concurrency": concurrency,
         "sent": len(results),
@@ -163,47 +190,193 @@ async def run_level(
         "wall_s": round(wall, 2),
         "throughput_rps": round(len(ok) / wall, 3) if wall > 0 else 0.0,
         "latency_ms": {
-            "p50": round(float(np.percentile(ok, 50)), 1) if ok else None,
-            "p95": round(float(np.percentile(ok, 95)), 1) if ok else None,
+            "p50": _pct(ok, 50),
+            "p95": _pct(ok, 95),
+            "p99": _pct(ok, 99),
             "mean": round(float(np.mean(ok)), 1) if ok else None,
             "max": round(max(ok), 1) if ok else None,
         },
+        "queue_wait_ms": {
+            "p50": _pct(waits, 50),
+            "p95": _pct(waits, 95),
+            "max": round(max(waits), 1) if waits else None,
+        },
         "errors": {k: kinds.get(k, 0) for k in ERRORS},
+        "error_total": sum(kinds.get(k, 0) for k in ERRORS),
+        "rate_limited_429": kinds.get("429", 0),
         "fallback": sum(r.fallback for r in results),
     }
 
 
+async def run_level(
+    url: str,
+    headers: dict[str, str],
+    backend: str,
+    questions: list[str],
+    concurrency: int,
+    total: int | None,
+    timeout: float,
+    request_timeout: float,
+    drain: bool = False,
+) -> tuple[list[Result], float]:
+    """N clients back to back until ``total`` requests or ``timeout`` seconds. With ``drain``,
+    no request starts past ``timeout`` and the running ones finish (a soak); without, they are
+    cut. Returns the results and the wall time."""
+    results: list[Result] = []
+    numbers = itertools.count()
+    t0 = time.perf_counter()
+
+    async def one(client: httpx.AsyncClient, question: str) -> None:
+        t = time.perf_counter()
+        kind, fallback, timings = "ok", False, {}
+        try:
+            r = await client.post("/v1/chat", json={"question": question, "backend": backend})
+            if r.status_code == 429:
+                kind = "429"
+            elif r.status_code >= 500:
+                kind = "5xx"
+            elif r.status_code >= 400:
+                kind = "4xx"
+            else:
+                body = r.json()
+                fallback = bool(body.get("fallback"))
+                timings = dict(body.get("timings") or {})
+                if not str(body.get("answer") or "").strip():
+                    kind = "empty"
+        except httpx.TimeoutException:
+            kind = "timeout"
+        except (httpx.TransportError, json.JSONDecodeError):
+            kind = "dropped"
+        except asyncio.CancelledError:
+            results.append(Result("cut", time.perf_counter() - t, start=t))
+            raise
+        results.append(Result(kind, time.perf_counter() - t, fallback, timings, t))
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while True:
+            i = next(numbers)
+            if total is not None and i >= total:
+                return
+            if drain and time.perf_counter() - t0 >= timeout:
+                return
+            await one(client, questions[i % len(questions)])
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=request_timeout, limits=limits
+    ) as client:
+        tasks = [asyncio.create_task(client_loop(client)) for _ in range(concurrency)]
+        limit = timeout + request_timeout + 5 if drain else timeout
+        _, running = await asyncio.wait(tasks, timeout=limit)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+    return results, time.perf_counter() - t0
+
+
+async def soak(
+    url: str,
+    headers: dict[str, str],
+    backend: str,
+    questions: list[str],
+    concurrency: int,
+    seconds: float,
+    request_timeout: float,
+    pid: int | None,
+    every: float,
+) -> dict[str, Any]:
+    """One steady level for ``seconds`` while sampling the server's RSS."""
+    samples: list[tuple[float, float]] = []  # (seconds since the start, MiB)
+    t0 = time.perf_counter()
+
+    def sample() -> None:
+        if pid is not None and (mib := rss_mib(pid)) is not None:
+            samples.append((round(time.perf_counter() - t0, 1), round(mib, 1)))
+
+    async def sampler() -> None:
+        while True:
+            await asyncio.sleep(every)
+            sample()
+
+    sample()
+    before = samples[0][1] if samples else None
+    task = asyncio.create_task(sampler())
+    results, wall = await run_level(
+        url,
+        headers,
+        backend,
+        questions,
+        concurrency,
+        None,
+        seconds,
+        request_timeout,
+        drain=True,
+    )
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    sample()
+    summary = summarize(results, concurrency, wall, backend == "local")
+    memory: dict[str, Any] = {"pid": pid, "samples": len(samples)}
+    if samples:
+        t, m = np.array([s[0] for s in samples]), np.array([s[1] for s in samples])
+        half = t >= t[-1] / 2
+
+        def slope(mask: Any) -> float | None:
+            if int(mask.sum()) < 2:
+                return None
+            return round(float(np.polyfit(t[mask] / 60, m[mask], 1)[0]), 3)
+
+        memory |= {
+            "before_mib": before,
+            "after_mib": samples[-1][1],
+            "max_mib": float(m.max()),
+            "min_mib": float(m.min()),
+            "slope_mib_per_min": slope(np.ones_like(t, dtype=bool)),
+            "slope_second_half_mib_per_min": slope(half),
+            "series": samples,
+        }
+    return summary | {"soak_s": seconds, "memory": memory}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    target = ap.add_mutually_exclusive_group(required=True)
-    target.add_argument("--url", help="a running service, e.g. http://127.0.0.1:8000")
-    target.add_argument("--serve", action="store_true", help="start one on loopback")
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="a running service, e.g. http://127.0.0.1:8000")
+    where.add_argument("--serve", action="store_true", help="start one on loopback")
     ap.add_argument("--api-key", default=os.environ.get("RAG_API_KEY"))
+    ap.add_argument("--pid", type=int, help="with --url: the server process, for its memory")
     ap.add_argument("--backend", default="extractive", choices=["extractive", "local", "openai"])
-    ap.add_argument("--concurrency", default="1,8,32", help="comma-separated N")
+    ap.add_argument(
+        "--concurrency", default=None, help="comma-separated N (default 1,8,32; soak 8)"
+    )
     ap.add_argument("--requests", type=int, default=100, help="requests per concurrency level")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per level, at most")
     ap.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request")
+    ap.add_argument("--soak", type=float, metavar="SECONDS", help="steady load this long")
+    ap.add_argument("--sample-every", type=float, default=5.0, help="soak: RSS sample period")
     ap.add_argument(
         "--json-out",
         type=Path,
         default=ROOT / "bench" / "results" / f"load-{datetime.now(UTC):%Y%m%dT%H%M%S}.json",
     )
     args = ap.parse_args()
-    levels = [int(n) for n in args.concurrency.split(",")]
+    levels = [int(n) for n in (args.concurrency or ("8" if args.soak else "1,8,32")).split(",")]
     questions = [s.question for s in load_dataset("seeds").samples]
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     log = Path(tempfile.gettempdir()) / f"rag-load-server-{os.getpid()}.log"
 
     @contextmanager
-    def target_url() -> Iterator[str]:
+    def target() -> Iterator[Served]:
         if args.serve:
-            with serve(args.backend, log) as url:
-                yield url
+            with serve(args.backend, log) as served:
+                yield served
         else:
-            yield args.url
+            yield Served(args.url, args.pid)
 
-    with target_url() as url:
+    soaked: dict[str, Any] | None = None
+    results: list[dict[str, Any]] = []
+    with target() as served:
+        url = served.url
         # Outside the figures: every question once with `extractive` (index, jieba and fact
         # caches), then one answer with the backend (loads its model).
         warm = [(q, "extractive") for q in questions] + [(questions[0], args.backend)]
@@ -212,11 +385,29 @@ def main() -> None:
                 http.post(
                     "/v1/chat", json={"question": question, "backend": backend}
                 ).raise_for_status()
-        results = []
-        for n in levels:
-            console.print(f"[dim]N={n}: up to {args.requests} requests, {args.timeout:.0f} s[/dim]")
-            results.append(
-                asyncio.run(
+        if args.soak:
+            n = levels[0]
+            console.print(f"[dim]soak: N={n} for {args.soak:.0f} s[/dim]")
+            soaked = asyncio.run(
+                soak(
+                    url,
+                    headers,
+                    args.backend,
+                    questions,
+                    n,
+                    args.soak,
+                    args.request_timeout,
+                    served.pid,
+                    args.sample_every,
+                )
+            )
+            results.append(soaked)
+        else:
+            for n in levels:
+                console.print(
+                    f"[dim]N={n}: up to {args.requests} requests, {args.timeout:.0f} s[/dim]"
+                )
+                level, wall = asyncio.run(
                     run_level(
                         url,
                         headers,
@@ -228,7 +419,10 @@ def main() -> None:
                         args.request_timeout,
                     )
                 )
-            )
+                results.append(summarize(level, n, wall, args.backend == "local"))
+
+    def ms(value: float | None) -> str:
+        return "—" if value is None else f"{value:.0f}"
 
     table = Table(
         "N",
@@ -237,23 +431,48 @@ def main() -> None:
         "req/s",
         "p50 ms",
         "p95 ms",
-        *ERRORS,
+        "p99 ms",
+        "errors",
+        "429",
         "fallback",
-        title=f"POST /v1/chat, backend {args.backend}" + (" (served here)" if args.serve else ""),
+        "wait p50",
+        "wait p95",
+        "wait max",
+        title=f"POST /v1/chat, backend {args.backend}"
+        + (f", soak {args.soak:.0f} s" if args.soak else "")
+        + (" (served here)" if args.serve else ""),
     )
     for r in results:
-        lat = r["latency_ms"]
+        lat, wait = r["latency_ms"], r["queue_wait_ms"]
+        detail = ", ".join(f"{k} {v}" for k, v in r["errors"].items() if v)
         table.add_row(
             str(r["concurrency"]),
             str(r["sent"]),
             str(r["ok"]),
             f"{r['throughput_rps']:.2f}",
-            "—" if lat["p50"] is None else f"{lat['p50']:.0f}",
-            "—" if lat["p95"] is None else f"{lat['p95']:.0f}",
-            *[str(r["errors"][k]) for k in ERRORS],
+            ms(lat["p50"]),
+            ms(lat["p95"]),
+            ms(lat["p99"]),
+            str(r["error_total"]) + (f" ({detail})" if detail else ""),
+            str(r["rate_limited_429"]),
             str(r["fallback"]),
+            ms(wait["p50"]),
+            ms(wait["p95"]),
+            ms(wait["max"]),
         )
     console.print(table)
+    if soaked is not None:
+        mem = soaked["memory"]
+        if mem.get("samples"):
+            console.print(
+                f"server RSS (pid {mem['pid']}, {mem['samples']} samples every "
+                f"{args.sample_every:.0f} s): before {mem['before_mib']:.1f} MiB, "
+                f"after {mem['after_mib']:.1f} MiB, max {mem['max_mib']:.1f} MiB, "
+                f"min {mem['min_mib']:.1f} MiB; slope {mem['slope_mib_per_min']} MiB/min "
+                f"(second half {mem['slope_second_half_mib_per_min']} MiB/min)"
+            )
+        else:
+            console.print("server RSS: not sampled (no pid; pass --pid with --url)")
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(
         json.dumps(
@@ -263,9 +482,10 @@ def main() -> None:
                 "cpus": os.cpu_count(),
                 "url": "served on loopback" if args.serve else args.url,
                 "backend": args.backend,
-                "requests_per_level": args.requests,
+                "requests_per_level": None if args.soak else args.requests,
                 "timeout_s": args.timeout,
                 "request_timeout_s": args.request_timeout,
+                "soak_s": args.soak,
                 "levels": results,
             },
             indent=2,
