@@ -206,6 +206,7 @@ class Ingestor:
             except OSError as exc:
                 raise LoadError(f"cannot read ({exc.strerror or exc})") from exc
         data = item.data or b""
+        item.data = None  # the document keeps its text; the raw bytes need not stay in memory
         digest = content_hash(data, self.chunking)
         doc_id = make_doc_id(item.source)
         previous = committed.get(doc_id)
