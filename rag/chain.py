@@ -27,7 +27,7 @@ from langchain_core.prompts import ChatPromptTemplate
 import prompts
 from rag.chunking import split_sentences
 from rag.citations import number_in, numbers_in, resolve
-from rag.compare import Written, format_facts, write
+from rag.compare import CHANGE_WORDS, Written, format_facts, write
 from rag.config import AnswerSettings
 from rag.facts import Comparison, compare, parse_question, taxonomy
 from rag.lexical import LexicalIndex, tokenize
@@ -242,7 +242,7 @@ def format_passages(passages: list[Passage], hints: dict[int, list[Fact]] | None
 
 
 def fact_phrase(f: Fact) -> str:
-    verb = {"down": "下降", "up": "增长"}.get(f.direction or "", "")
+    verb = CHANGE_WORDS["zh"].get(f.direction or "", "")
     return f"{f.indicator}{verb}{f.figure}"
 
 

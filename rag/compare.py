@@ -42,10 +42,13 @@ _SUPERLATIVE: dict[tuple[str, bool, str | None], str] = {
     ("en", False, "up"): "smallest increase",
     ("en", False, None): "lowest",
 }
+# How a change is said, by language (the facts' ``direction``).
+CHANGE_WORDS: dict[str, dict[str, str]] = {
+    "zh": {"down": "下降", "up": "增长"},
+    "en": {"down": "down", "up": "up"},
+}
 _WORDS: dict[str, dict[str, str]] = {
     "zh": {
-        "down": "下降",
-        "up": "增长",
         "target": "目标",
         "by_region": "各地数据:",
         "by_year": "各年数据:",
@@ -60,8 +63,6 @@ _WORDS: dict[str, dict[str, str]] = {
         "colon": ":",
     },
     "en": {
-        "down": " down ",
-        "up": " up ",
         "target": " target",
         "by_region": "Figures by region:",
         "by_year": "Figures by year:",
@@ -114,7 +115,8 @@ def write(comparison: Comparison, lang: str) -> Written:
 
     def figure(f: Fact) -> str:
         name = f.indicator + (w["target"] if f.kind == "target" else "")
-        verb = w[f.direction] if f.direction else ("" if lang == "zh" else " ")
+        change = CHANGE_WORDS[lang].get(f.direction or "", "")
+        verb = change if lang == "zh" else f" {change} " if change else " "
         return f"{name}{verb}{f.figure}[{f.marker}]"
 
     q = comparison.query
@@ -158,12 +160,9 @@ def format_facts(written: Written, lang: str) -> str:
     """The cited facts as prompt lines: ``[n] entity | indicator | change | figure``."""
     rows = []
     for f in written.facts:
-        change = {
-            "down": "下降" if lang == "zh" else "down",
-            "up": "增长" if lang == "zh" else "up",
-        }
+        change = CHANGE_WORDS[lang].get(f.direction or "", "-")
         rows.append(
-            f"[{f.marker}] {f.entity} | {f.indicator} | {change.get(f.direction or '', '-')} | "
+            f"[{f.marker}] {f.entity} | {f.indicator} | {change} | "
             f"{f.figure}" + (" | implausible" if f.implausible else "")
         )
     return "\n".join(rows)

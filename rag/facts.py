@@ -287,8 +287,10 @@ def extract_facts(
 
 
 # Stored with each chunk: what the chunk's metadata does not already say.
-_STORED = {"indicator", "canonical", "family", "value", "unit", "direction", "kind", "period"}
-_STORED |= {"start", "end"}
+_STORED = {
+    *("indicator", "canonical", "family", "value", "unit", "direction", "kind", "period"),
+    *("start", "end"),
+}
 
 
 def attach_facts(doc: Document, chunks: list[Chunk]) -> None:
