@@ -62,7 +62,8 @@ class _RichProgress:
         self.task = progress.add_task("embedding", total=0)
 
     def add_total(self, chunks: int) -> None:
-        self.progress.update(self.task, total=chunks)
+        total = self.progress.tasks[self.task].total or 0
+        self.progress.update(self.task, total=total + chunks)
 
     def advance(self, chunks: int) -> None:
         self.progress.advance(self.task, chunks)

@@ -28,11 +28,14 @@ from rag.text import guess_date, guess_region, guess_title, normalize
 
 # Bump when cleaning, chunking or metadata extraction change: every document is then re-indexed.
 PIPELINE_VERSION = 3  # 3: indicator facts stored with the chunks
-# Chunks embedded per group: bounds memory on large ingests while keeping batches well filled.
+# Chunks read, embedded and committed per group: bounds memory on large ingests, keeps batches
+# well filled, and is the most an interrupted ingest redoes.
 GROUP_CHUNKS = 1024
 
 
 class Progress(Protocol):
+    """Chunk counts: the total grows as documents are read, a group at a time."""
+
     def add_total(self, chunks: int) -> None: ...
     def advance(self, chunks: int) -> None: ...
 
@@ -133,60 +136,43 @@ class Ingestor:
     def ingest_bytes(
         self, files: Iterable[tuple[str, bytes]], progress: Progress | None = None
     ) -> IngestSummary:
-        """Ingest in-memory files (uploads): ``(source name, content)`` pairs."""
-        return self._run([_Input(source=s, data=d) for s, d in files], [], False, progress)
+        """Ingest in-memory files (uploads, or a generator over a large corpus):
+        ``(source name, content)`` pairs, consumed lazily."""
+        return self._run((_Input(source=s, data=d) for s, d in files), [], False, progress)
 
     # ---------------------------------------------------------------------------------------------
 
     def _run(
         self,
-        inputs: list[_Input],
+        inputs: Iterable[_Input],
         failures: list[IngestResult],
         prune: bool,
         progress: Progress | None,
     ) -> IngestSummary:
+        """Read, chunk, embed and commit the inputs a group at a time (about GROUP_CHUNKS chunks):
+        memory stays bounded however large the corpus, and each group's documents are committed
+        before the next is read, so an interrupted run resumes after the last committed group."""
         t0 = time.perf_counter()
         self.store.collect_garbage()
         committed = self.store.committed()
         results: list[IngestResult] = list(failures)
-        prepared: list[_Prepared] = []
         seen: dict[str, str] = {}  # doc_id → source
+        group: list[_Prepared] = []
+        group_chunks = 0
         for item in inputs:
-            doc_id = make_doc_id(item.source)
-            if doc_id in seen:
-                results.append(
-                    IngestResult(
-                        doc_id=doc_id,
-                        source=item.source,
-                        status="failed",
-                        message=f"same doc_id as {seen[doc_id]}; rename one",
-                    )
-                )
+            result, prep = self._admit(item, committed, seen)
+            if result is not None:
+                results.append(result)
                 continue
-            seen[doc_id] = item.source
-            try:
-                prep = self._prepare(item, committed)
-            except LoadError as exc:
-                results.append(
-                    IngestResult(
-                        doc_id=doc_id, source=item.source, status="failed", message=str(exc)
-                    )
-                )
-                continue
-            if prep is None:
-                results.append(
-                    IngestResult(
-                        doc_id=doc_id,
-                        source=item.source,
-                        status="unchanged",
-                        chunks=committed[doc_id].chunks,
-                    )
-                )
-            else:
-                prepared.append(prep)
-        if progress:
-            progress.add_total(sum(len(p.chunks) for p in prepared))
-        for group in _groups(prepared):
+            assert prep is not None
+            group.append(prep)
+            group_chunks += len(prep.chunks)
+            if progress:
+                progress.add_total(len(prep.chunks))
+            if group_chunks >= GROUP_CHUNKS:
+                results.extend(self._embed_and_write(group, progress))
+                group, group_chunks = [], 0
+        if group:
             results.extend(self._embed_and_write(group, progress))
         if prune:
             for doc_id, info in committed.items():
@@ -197,6 +183,31 @@ class Ingestor:
                         )
                     )
         return IngestSummary(documents=results, seconds=time.perf_counter() - t0)
+
+    def _admit(
+        self, item: _Input, committed: Mapping[str, DocumentInfo], seen: dict[str, str]
+    ) -> tuple[IngestResult | None, _Prepared | None]:
+        """Either a result already decided (duplicate name, unreadable, unchanged) or the
+        document prepared for embedding."""
+        doc_id = make_doc_id(item.source)
+        if doc_id in seen:
+            message = f"same doc_id as {seen[doc_id]}; rename one"
+            return IngestResult(
+                doc_id=doc_id, source=item.source, status="failed", message=message
+            ), None
+        seen[doc_id] = item.source
+        try:
+            prep = self._prepare(item, committed)
+        except LoadError as exc:
+            return IngestResult(
+                doc_id=doc_id, source=item.source, status="failed", message=str(exc)
+            ), None
+        if prep is None:
+            unchanged = committed[doc_id].chunks
+            return IngestResult(
+                doc_id=doc_id, source=item.source, status="unchanged", chunks=unchanged
+            ), None
+        return None, prep
 
     def _prepare(self, item: _Input, committed: Mapping[str, DocumentInfo]) -> _Prepared | None:
         if item.path is not None:
@@ -259,16 +270,3 @@ class Ingestor:
             if progress:
                 progress.advance(len(idx))
         return out
-
-
-def _groups(prepared: list[_Prepared]) -> Iterable[list[_Prepared]]:
-    group: list[_Prepared] = []
-    size = 0
-    for p in prepared:
-        if group and size + len(p.chunks) > GROUP_CHUNKS:
-            yield group
-            group, size = [], 0
-        group.append(p)
-        size += len(p.chunks)
-    if group:
-        yield group

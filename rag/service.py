@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -61,8 +61,10 @@ class RAGService:
     ) -> IngestSummary:
         return self.ingestor.ingest_paths(paths, prune=prune, progress=progress)
 
-    def ingest_bytes(self, files: Sequence[tuple[str, bytes]]) -> IngestSummary:
-        return self.ingestor.ingest_bytes(files)
+    def ingest_bytes(
+        self, files: Iterable[tuple[str, bytes]], progress: Progress | None = None
+    ) -> IngestSummary:
+        return self.ingestor.ingest_bytes(files, progress=progress)
 
     def delete_document(self, doc_id: str) -> bool:
         return self.store.delete_document(doc_id)

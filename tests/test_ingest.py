@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import rag.ingest
 from rag.config import Settings
 from rag.schemas import IngestSummary
 from rag.service import RAGService
@@ -124,6 +126,42 @@ def test_file_changing_mid_ingest_fails_and_keeps_the_old_version(
     (result,) = summary.documents
     assert result.status == "failed" and "changed while" in (result.message or "")
     assert [c.text for c in fresh.store.iter_chunks()] == ["戊市来访下降50%。"]
+
+
+def test_large_ingest_streams_in_committed_groups(
+    fresh: RAGService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Documents are read lazily and each group is committed before the next is read: memory
+    is bounded by the group, and a run interrupted mid-corpus resumes after its last group."""
+    monkeypatch.setattr(rag.ingest, "GROUP_CHUNKS", 2)
+    read: list[int] = []
+    embedded_after: list[int] = []  # how many documents had been read at each embedding batch
+
+    class Interrupted(Exception):
+        pass
+
+    def corpus(stop_at: int | None) -> Iterator[tuple[str, bytes]]:
+        for i in range(7):
+            if i == stop_at:
+                raise Interrupted
+            read.append(i)
+            yield f"town{i}.txt", f"第{i}镇来访同比下降{i + 10}%。".encode()
+
+    class Watch:
+        def add_total(self, chunks: int) -> None: ...
+
+        def advance(self, chunks: int) -> None:
+            embedded_after.append(len(read))
+
+    with pytest.raises(Interrupted):
+        fresh.ingest_bytes(corpus(stop_at=5), progress=Watch())
+    assert embedded_after[0] == 2  # the first group went in before the third document was read
+    assert sorted(d.doc_id for d in fresh.documents()) == ["town0", "town1", "town2", "town3"]
+
+    read.clear()
+    summary = fresh.ingest_bytes(corpus(stop_at=None))
+    assert [d.status for d in summary.documents] == ["unchanged"] * 4 + ["added"] * 3
+    assert len(fresh.documents()) == 7
 
 
 def test_interrupted_write_is_invisible_and_collected(fresh: RAGService, tmp_path: Path) -> None:

@@ -404,7 +404,9 @@ def test_kill_9_during_ingest_leaves_a_consistent_index(
     assert done < N_DOCS, "ingest finished before the kill; make the corpus larger"
 
     after_kill = _report(env, tokens, tmp_path)
-    assert 3 <= len(after_kill["committed"]) < N_DOCS
+    # The watcher counts commit records in the engine's log; the last one may not have been
+    # applied when the process died, and that document is then simply not committed.
+    assert 2 <= len(after_kill["committed"]) < N_DOCS
     _assert_consistent(after_kill)
 
     # The rerun completes: every document in, nothing twice, no garbage left.
