@@ -15,7 +15,7 @@ which derived indexes (BM25) use to know when they are stale.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -129,6 +129,8 @@ class ChromaStore:
                 metadata={
                     "embedding_model": embedder.name,
                     "embedding_dim": embedder.dimension,
+                    # informational: the backends of one model share an index
+                    "embedding_backend": str(getattr(embedder, "backend", "unknown")),
                     "index_version": 0,
                 },
                 embedding_function=None,
@@ -272,8 +274,19 @@ class ChromaStore:
     def count_chunks(self) -> int:
         return int(self.chunks.count())
 
-    def _committed_hashes(self) -> dict[str, str]:
-        return {d: i.content_hash for d, i in self.committed().items()}
+    def _committed_hashes(self, doc_ids: Iterable[str] | None = None) -> dict[str, str]:
+        """Committed content hash by doc_id: of every document, or only of ``doc_ids`` (what a
+        query needs: a read of a few manifest records, not of the whole manifest)."""
+        if doc_ids is None:
+            return {d: i.content_hash for d, i in self.committed().items()}
+        ids = sorted(set(doc_ids))
+        if not ids:
+            return {}
+        got = self.docs.get(ids=ids, include=["metadatas"])
+        return {
+            d: str(m["content_hash"])
+            for d, m in zip(got["ids"], got["metadatas"] or [], strict=True)
+        }
 
     def iter_chunks(self, committed_only: bool = True) -> Iterator[StoredChunk]:
         committed = self._committed_hashes()
@@ -291,8 +304,8 @@ class ChromaStore:
         """Chunks by id (committed versions only)."""
         if not ids:
             return {}
-        committed = self._committed_hashes()
         got = self.chunks.get(ids=ids, include=["documents", "metadatas"])
+        committed = self._committed_hashes(str(m["doc_id"]) for m in got["metadatas"] or [])
         return {
             cid: StoredChunk(cid, text, dict(meta))
             for cid, text, meta in zip(
@@ -307,13 +320,13 @@ class ChromaStore:
         """Nearest chunks by cosine similarity (higher is closer), committed versions only."""
         if self.chunks.count() == 0:
             return []
-        committed = self._committed_hashes()
         res = self.chunks.query(
             query_embeddings=[vector],
             n_results=k,
             where=where or None,
             include=["documents", "metadatas", "distances"],
         )
+        committed = self._committed_hashes(str(m["doc_id"]) for m in (res["metadatas"] or [[]])[0])
         out = []
         for cid, text, meta, dist in zip(
             res["ids"][0],
