@@ -121,6 +121,16 @@ def _stat(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
+def _changed(item: _Input) -> bool:
+    """Whether the file was modified (or removed) since it was read."""
+    if item.path is None:
+        return False
+    try:
+        return _stat(item.path) != item.stat
+    except OSError:
+        return True
+
+
 class Ingestor:
     def __init__(self, store: ChromaStore, embedder: Embedder, chunking: ChunkingSettings) -> None:
         self.store = store
@@ -243,6 +253,7 @@ class Ingestor:
         texts = [index_text(p.doc.title, p.doc.region, c.text) for p in group for c in p.chunks]
         vectors = self._encode_sorted(texts, progress)
         results = []
+        ready = []
         pos = 0
         for p in group:
             vecs = vectors[pos : pos + len(p.chunks)]
@@ -250,13 +261,17 @@ class Ingestor:
             result = IngestResult(
                 doc_id=p.doc.doc_id, source=p.doc.source, status=p.status, chunks=len(p.chunks)
             )
-            try:
-                if p.input.path is not None and _stat(p.input.path) != p.input.stat:
-                    raise LoadError("file changed while it was being ingested; run again")
-                self.store.write_document(p.doc, p.chunks, vecs)
-            except (LoadError, OSError) as exc:
-                result = result.model_copy(update={"status": "failed", "message": str(exc)})
+            if _changed(p.input):
+                message = "file changed while it was being ingested; run again"
+                result = result.model_copy(update={"status": "failed", "message": message})
+            else:
+                ready.append((p.doc, p.chunks, vecs))
             results.append(result)
+        try:
+            self.store.write_documents(ready)
+        except OSError as exc:
+            failed = {"status": "failed", "message": str(exc)}
+            return [r if r.status == "failed" else r.model_copy(update=failed) for r in results]
         return results
 
     def _encode_sorted(self, texts: list[str], progress: Progress | None) -> np.ndarray:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -178,45 +179,70 @@ class ChromaStore:
         docs = got["documents"] or []
         return docs[0] if docs else None
 
-    def write_document(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        """Add a document's chunks, then commit it; on failure the index is as it was."""
-        if len(chunks) != len(vectors):
-            raise StoreError(f"{doc.source}: {len(chunks)} chunks but {len(vectors)} vectors")
-        if len(vectors) and vectors.shape[1] != self.dimension:
-            raise EmbeddingMismatchError(
-                f"collection '{self.name}' holds {self.dimension}-d vectors, got "
-                f"{vectors.shape[1]}-d"
-            )
-        ids = [chunk_id(doc.doc_id, doc.content_hash, c.index) for c in chunks]
-        try:
-            if chunks:
-                self.chunks.upsert(
-                    ids=ids,
-                    embeddings=vectors,
-                    documents=[c.text for c in chunks],
-                    metadatas=[self._chunk_meta(doc, c) for c in chunks],
+    def write_documents(
+        self, items: Sequence[tuple[Document, Sequence[Chunk], np.ndarray]]
+    ) -> None:
+        """Add the chunks of several documents, then commit them all; on failure the index is as
+        it was. A few large writes, not one per document: each write to the engine costs time
+        that grows with the collection, so per-document writes made a large ingest quadratic."""
+        if not items:
+            return
+        ids: list[str] = []
+        vectors: list[np.ndarray] = []
+        texts: list[str] = []
+        metas: list[dict[str, Any]] = []
+        for doc, chunks, vecs in items:
+            if len(chunks) != len(vecs):
+                raise StoreError(f"{doc.source}: {len(chunks)} chunks but {len(vecs)} vectors")
+            if len(vecs) and vecs.shape[1] != self.dimension:
+                raise EmbeddingMismatchError(
+                    f"collection '{self.name}' holds {self.dimension}-d vectors, got "
+                    f"{vecs.shape[1]}-d"
                 )
-            info = DocumentInfo(
-                doc_id=doc.doc_id,
-                source=doc.source,
-                title=doc.title,
-                date=doc.date,
-                region=doc.region,
-                chunks=len(chunks),
-                chars=len(doc.text),
-                content_hash=doc.content_hash,
-            )
-            self.docs.upsert(  # the commit point
-                ids=[doc.doc_id],
-                embeddings=[_UNIT],
-                documents=[doc.text],
-                metadatas=[_clean_meta(info.model_dump(exclude={"doc_id"}))],
-            )
+            ids += [chunk_id(doc.doc_id, doc.content_hash, c.index) for c in chunks]
+            vectors.append(vecs)
+            texts += [c.text for c in chunks]
+            metas += [self._chunk_meta(doc, c) for c in chunks]
+        docs = [doc for doc, _, _ in items]
+        matrix = np.concatenate(vectors)
+        try:
+            step = self._max_batch
+            for i in range(0, len(ids), step):
+                self.chunks.upsert(
+                    ids=ids[i : i + step],
+                    embeddings=matrix[i : i + step],
+                    documents=texts[i : i + step],
+                    metadatas=metas[i : i + step],
+                )
+            for i in range(0, len(docs), step):  # the commit point
+                part = [(doc, len(chunks)) for doc, chunks, _ in items[i : i + step]]
+                self.docs.upsert(
+                    ids=[doc.doc_id for doc, _ in part],
+                    embeddings=[_UNIT] * len(part),
+                    documents=[doc.text for doc, _ in part],
+                    metadatas=[
+                        _clean_meta(_info(doc, n).model_dump(exclude={"doc_id"})) for doc, n in part
+                    ],
+                )
         except Exception:
-            self._delete_chunks(doc.doc_id, keep_hash=self._committed_hash(doc.doc_id))
+            for doc in docs:
+                self._delete_chunks(doc.doc_id, keep_hash=self._committed_hash(doc.doc_id))
             raise
-        self._delete_chunks(doc.doc_id, keep_hash=doc.content_hash)
+        # earlier versions of these documents (a version shared with another document in the
+        # same group would stay behind uncommitted, to be collected by the next ingest)
+        self.chunks.delete(
+            where={
+                "$and": [
+                    {"doc_id": {"$in": [d.doc_id for d in docs]}},
+                    {"content_hash": {"$nin": sorted({d.content_hash for d in docs})}},
+                ]
+            }
+        )
         self._bump_version()
+
+    @cached_property
+    def _max_batch(self) -> int:
+        return min(int(self.client.get_max_batch_size()), 4096)
 
     def delete_document(self, doc_id: str) -> bool:
         if not self.docs.get(ids=[doc_id], include=[])["ids"]:
@@ -338,6 +364,19 @@ class ChromaStore:
             if committed.get(str(meta["doc_id"])) == meta["content_hash"]:
                 out.append((StoredChunk(cid, text, dict(meta)), 1.0 - float(dist)))
         return out
+
+
+def _info(doc: Document, chunks: int) -> DocumentInfo:
+    return DocumentInfo(
+        doc_id=doc.doc_id,
+        source=doc.source,
+        title=doc.title,
+        date=doc.date,
+        region=doc.region,
+        chunks=chunks,
+        chars=len(doc.text),
+        content_hash=doc.content_hash,
+    )
 
 
 def _clean_meta(meta: dict[str, Any]) -> dict[str, Any]:
