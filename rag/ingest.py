@@ -28,9 +28,6 @@ from rag.text import guess_date, guess_region, guess_title, normalize
 
 # Bump when cleaning, chunking or metadata extraction change: every document is then re-indexed.
 PIPELINE_VERSION = 3  # 3: indicator facts stored with the chunks
-# Chunks read, embedded and committed per group: bounds memory on large ingests, keeps batches
-# well filled, and is the most an interrupted ingest redoes.
-GROUP_CHUNKS = 1024
 
 
 class Progress(Protocol):
@@ -132,8 +129,17 @@ def _changed(item: _Input) -> bool:
 
 
 class Ingestor:
-    def __init__(self, store: ChromaStore, embedder: Embedder, chunking: ChunkingSettings) -> None:
+    def __init__(
+        self,
+        store: ChromaStore,
+        embedder: Embedder,
+        chunking: ChunkingSettings,
+        group_chunks: int = 1024,
+    ) -> None:
         self.store = store
+        # chunks read, embedded and committed together: bounds memory, keeps batches and writes
+        # large, and is the most an interrupted ingest redoes
+        self.group_chunks = group_chunks
         self.embedder = embedder
         self.chunking = chunking
 
@@ -159,7 +165,7 @@ class Ingestor:
         prune: bool,
         progress: Progress | None,
     ) -> IngestSummary:
-        """Read, chunk, embed and commit the inputs a group at a time (about GROUP_CHUNKS chunks):
+        """Read, chunk, embed and commit the inputs a group at a time (about ``group_chunks`` chunks):
         memory stays bounded however large the corpus, and each group's documents are committed
         before the next is read, so an interrupted run resumes after the last committed group."""
         t0 = time.perf_counter()
@@ -179,7 +185,7 @@ class Ingestor:
             group_chunks += len(prep.chunks)
             if progress:
                 progress.add_total(len(prep.chunks))
-            if group_chunks >= GROUP_CHUNKS:
+            if group_chunks >= self.group_chunks:
                 results.extend(self._embed_and_write(group, progress))
                 group, group_chunks = [], 0
         if group:

