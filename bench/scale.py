@@ -86,7 +86,7 @@ from eval.runner import RETRIEVAL_DEPTH
 from rag.chunking import chunk_document
 from rag.config import EmbeddingSettings, Settings
 from rag.embeddings import Embedder
-from rag.ingest import build_document, index_text, make_doc_id
+from rag.ingest import build_document, encode_sorted, index_text, make_doc_id
 from rag.loaders import LoadError, load_bytes
 from rag.retrieval import SearchMode
 from rag.service import RAGService
@@ -736,6 +736,59 @@ def _f(x: Any, fmt: str) -> str:
     return "—" if x is None else f"{x:{fmt}}"
 
 
+def fill_cache(args: argparse.Namespace) -> None:
+    """Embed, into the cache only, every chunk the steps will ingest: the slow part of a large run,
+    done once (resumable: what is cached is skipped), with no index written. Documents are grouped
+    and batched as the ingestor groups and batches them, step by step, so the run that follows
+    takes every vector from the cache."""
+    steps = parse_steps(args.steps, args.max_chunks)
+    settings = Settings()
+    data_dir: Path = args.data_dir or settings.data_dir / "bench" / "scale"
+    embedder = CachedEmbedder(
+        settings.embedding, settings.models_dir, cache_path(data_dir, settings.embedding)
+    )
+    p = plan(args.corpus, steps, settings, args.seed, 1)
+    c = settings.chunking
+    group_size = settings.ingest_group_chunks
+    docs = read_corpus(args.corpus)
+    t0 = time.perf_counter()
+    with Progress(
+        TextColumn("fill cache"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    ) as progress:
+        bar = _Bar(progress, "fill cache", p.chunks_expected[-1])
+        previous = 0
+        for needed in p.docs_needed:
+            group: list[str] = []
+            for doc_id, text in itertools.islice(docs, needed - previous):
+                try:
+                    loaded = load_bytes(text.encode("utf-8"), ".txt")
+                except LoadError:
+                    continue
+                doc = build_document(f"{doc_id}.txt", loaded, "fill")
+                chunks = chunk_document(
+                    doc.doc_id, doc.text, c.target_chars, c.max_chars, c.overlap_sentences
+                )
+                group += [index_text(doc.title, doc.region, ch.text) for ch in chunks]
+                if len(group) >= group_size:
+                    encode_sorted(embedder, group, bar)
+                    group = []
+            if group:
+                encode_sorted(embedder, group, bar)
+            previous = needed
+    embedder.close()
+    err.print(
+        f"cache {embedder.cache_file}: {embedder.embedded} chunks embedded "
+        f"({embedder.embedded / max(embedder.embed_seconds, 1e-9):.1f}/s in the model), "
+        f"{embedder.cached} already cached, {time.perf_counter() - t0:.0f} s"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="bench/scale.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -792,12 +845,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="where scale-<timestamp>.json and .png go (default: bench/results)",
     )
     ap.add_argument("--note", default="", help="about the machine during the run (recorded)")
+    ap.add_argument(
+        "--fill-cache",
+        action="store_true",
+        help="only embed the chunks the steps need into the embedding cache (no index, no "
+        "figures; resumable), so a later run measures without waiting on the model",
+    )
     return ap
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    """Run; returns the JSON file written."""
+def main(argv: Sequence[str] | None = None) -> Path | None:
+    """Run; returns the JSON file written (None with --fill-cache)."""
     args = build_parser().parse_args(argv)
+    if args.fill_cache:
+        fill_cache(args)
+        return None
     stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
     result = run(args)
     print_tables(result)

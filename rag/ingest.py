@@ -128,6 +128,22 @@ def _changed(item: _Input) -> bool:
         return True
 
 
+def encode_sorted(
+    embedder: Embedder, texts: list[str], progress: Progress | None = None
+) -> np.ndarray:
+    """Embed passages in batches of similar length (less padding), longest first, reporting
+    progress per batch; the rows come back in the order of ``texts``."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    out = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
+    bs = embedder.batch_size
+    for i in range(0, len(order), bs):
+        idx = order[i : i + bs]
+        out[idx] = embedder.encode_passages([texts[j] for j in idx], batch_size=bs)
+        if progress:
+            progress.advance(len(idx))
+    return out
+
+
 class Ingestor:
     def __init__(
         self,
@@ -257,7 +273,7 @@ class Ingestor:
         self, group: list[_Prepared], progress: Progress | None
     ) -> list[IngestResult]:
         texts = [index_text(p.doc.title, p.doc.region, c.text) for p in group for c in p.chunks]
-        vectors = self._encode_sorted(texts, progress)
+        vectors = encode_sorted(self.embedder, texts, progress)
         results = []
         ready = []
         pos = 0
@@ -279,15 +295,3 @@ class Ingestor:
             failed = {"status": "failed", "message": str(exc)}
             return [r if r.status == "failed" else r.model_copy(update=failed) for r in results]
         return results
-
-    def _encode_sorted(self, texts: list[str], progress: Progress | None) -> np.ndarray:
-        """Embed in batches of similar length (less padding), reporting progress per batch."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        out = np.zeros((len(texts), self.embedder.dimension), dtype=np.float32)
-        bs = self.embedder.batch_size
-        for i in range(0, len(order), bs):
-            idx = order[i : i + bs]
-            out[idx] = self.embedder.encode_passages([texts[j] for j in idx], batch_size=bs)
-            if progress:
-                progress.advance(len(idx))
-        return out
