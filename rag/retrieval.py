@@ -63,6 +63,21 @@ def diversify(ranked: list[str], doc_of: dict[str, str], per_doc: int) -> list[s
     return lead + rest
 
 
+def top_positive(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` highest positive scores, best first, ties in index order (as a stable
+    sort of all scores would give), without sorting them all: a partition finds the n-th best, so
+    the cost stays linear however large the index."""
+    pos = np.flatnonzero(scores > 0)
+    if n <= 0:
+        return pos[:0]
+    if pos.size > n:
+        vals = scores[pos]
+        kth = np.partition(vals, pos.size - n)[pos.size - n]  # the n-th highest
+        above = pos[vals > kth]
+        pos = np.concatenate([above, pos[vals == kth][: n - above.size]])
+    return pos[np.lexsort((pos, -scores[pos]))]
+
+
 class HybridRetriever(BaseRetriever):
     """Dense top-n and BM25 top-n, fused by RRF, cut to ``top_k``; filters apply to both sides."""
 
@@ -115,7 +130,7 @@ class HybridRetriever(BaseRetriever):
             return []
         # Over-fetch when filtering: the filter is applied to the best-scoring candidates.
         take = n if filters is None else max(n * 10, 200)
-        top = [int(i) for i in np.argsort(-scores, kind="stable")[:take] if scores[i] > 0]
+        top = [int(i) for i in top_positive(scores, take)]
         chunks = store.get_chunks([index.ids[i] for i in top])
         out = [
             (chunks[index.ids[i]], float(scores[i]))

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from rag.retrieval import rrf
+from rag.retrieval import rrf, top_positive
 from rag.schemas import Filters
 from rag.service import RAGService
 
@@ -15,6 +18,14 @@ def test_rrf_by_hand() -> None:
     assert fused["a"] == pytest.approx(1 / 61)
     assert fused["c"] == pytest.approx(1 / 62)
     assert max(fused, key=fused.__getitem__) == "b"
+
+
+@given(st.lists(st.integers(-2, 5), max_size=200), st.integers(0, 60))
+def test_top_positive_is_a_stable_sort_cut(values: list[int], n: int) -> None:
+    """Same indices, same order (ties by index) as a stable sort of every score, zeros dropped."""
+    scores = np.asarray(values, dtype=np.float32)
+    expected = [int(i) for i in np.argsort(-scores, kind="stable")[:n] if scores[i] > 0]
+    assert [int(i) for i in top_positive(scores, n)] == expected
 
 
 @pytest.mark.parametrize(
