@@ -103,10 +103,13 @@ class HybridRetriever(BaseRetriever):
 
     # -- the two sides ---------------------------------------------------------------------------
 
+    # Both sides return chunks as stored, committed or not: ``search`` checks the union against
+    # the manifest in one read.
+
     def dense(self, query: str, n: int, filters: Filters | None) -> list[tuple[StoredChunk, float]]:
         vector = self.embedder.encode_query(normalize(query))
         where = filters.to_where() if filters else None
-        return list(self.store.query(vector, n, where=where))
+        return list(self.store.query(vector, n, where=where, committed_only=False))
 
     def lexical_index(self) -> LexicalIndex:
         """The BM25 index, current with the store (rebuilt if another writer moved it)."""
@@ -131,7 +134,7 @@ class HybridRetriever(BaseRetriever):
         # Over-fetch when filtering: the filter is applied to the best-scoring candidates.
         take = n if filters is None else max(n * 10, 200)
         top = [int(i) for i in top_positive(scores, take)]
-        chunks = store.get_chunks([index.ids[i] for i in top])
+        chunks = store.get_chunks([index.ids[i] for i in top], committed_only=False)
         out = [
             (chunks[index.ids[i]], float(scores[i]))
             for i in top
@@ -155,6 +158,9 @@ class HybridRetriever(BaseRetriever):
         depth = max(self.depth, k)
         dense = self.dense(query, depth, f) if mode in ("hybrid", "dense") else []
         lexical = self.bm25(query, depth, f) if mode in ("hybrid", "bm25") else []
+        committed = self.store.committed_ids(c for c, _ in dense + lexical)
+        dense = [(c, s) for c, s in dense if c.id in committed]
+        lexical = [(c, s) for c, s in lexical if c.id in committed]
         by_id = {c.id: c for c, _ in dense} | {c.id: c for c, _ in lexical}
         dense_scores = {c.id: s for c, s in dense}
         bm25_scores = {c.id: s for c, s in lexical}

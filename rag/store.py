@@ -326,44 +326,61 @@ class ChromaStore:
                     continue
                 yield StoredChunk(cid, text, dict(meta))
 
-    def get_chunks(self, ids: list[str]) -> dict[str, StoredChunk]:
-        """Chunks by id (committed versions only)."""
+    def committed_ids(self, chunks: Iterable[StoredChunk]) -> set[str]:
+        """Ids of the chunks that belong to their document's committed version (one read of the
+        manifest records of their documents): a writer's chunks land before its commit record."""
+        chunks = list(chunks)
+        hashes = self._committed_hashes(str(c.metadata["doc_id"]) for c in chunks)
+        return {
+            c.id
+            for c in chunks
+            if hashes.get(str(c.metadata["doc_id"])) == c.metadata["content_hash"]
+        }
+
+    def get_chunks(self, ids: list[str], committed_only: bool = True) -> dict[str, StoredChunk]:
+        """Chunks by id (only committed versions, unless ``committed_only`` is false: then the
+        caller checks them with ``committed_ids``)."""
         if not ids:
             return {}
         got = self.chunks.get(ids=ids, include=["documents", "metadatas"])
-        committed = self._committed_hashes(str(m["doc_id"]) for m in got["metadatas"] or [])
-        return {
-            cid: StoredChunk(cid, text, dict(meta))
+        chunks = [
+            StoredChunk(cid, text, dict(meta))
             for cid, text, meta in zip(
                 got["ids"], got["documents"] or [], got["metadatas"] or [], strict=True
             )
-            if committed.get(str(meta["doc_id"])) == meta["content_hash"]
-        }
+        ]
+        keep = self.committed_ids(chunks) if committed_only else {c.id for c in chunks}
+        return {c.id: c for c in chunks if c.id in keep}
 
     def query(
-        self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None
+        self,
+        vector: np.ndarray,
+        k: int,
+        where: dict[str, Any] | None = None,
+        committed_only: bool = True,
     ) -> list[tuple[StoredChunk, float]]:
-        """Nearest chunks by cosine similarity (higher is closer), committed versions only."""
-        if self.chunks.count() == 0:
-            return []
+        """Nearest chunks by cosine similarity (higher is closer); only committed versions, unless
+        ``committed_only`` is false (then the caller checks them with ``committed_ids``)."""
         res = self.chunks.query(
             query_embeddings=[vector],
             n_results=k,
             where=where or None,
             include=["documents", "metadatas", "distances"],
         )
-        committed = self._committed_hashes(str(m["doc_id"]) for m in (res["metadatas"] or [[]])[0])
-        out = []
-        for cid, text, meta, dist in zip(
-            res["ids"][0],
-            (res["documents"] or [[]])[0],
-            (res["metadatas"] or [[]])[0],
-            (res["distances"] or [[]])[0],
-            strict=True,
-        ):
-            if committed.get(str(meta["doc_id"])) == meta["content_hash"]:
-                out.append((StoredChunk(cid, text, dict(meta)), 1.0 - float(dist)))
-        return out
+        found = [
+            (StoredChunk(cid, text, dict(meta)), 1.0 - float(dist))
+            for cid, text, meta, dist in zip(
+                res["ids"][0],
+                (res["documents"] or [[]])[0],
+                (res["metadatas"] or [[]])[0],
+                (res["distances"] or [[]])[0],
+                strict=True,
+            )
+        ]
+        if not committed_only:
+            return found
+        keep = self.committed_ids(c for c, _ in found)
+        return [(c, score) for c, score in found if c.id in keep]
 
 
 def _info(doc: Document, chunks: int) -> DocumentInfo:
