@@ -136,10 +136,32 @@ class LexicalIndex:
         """BM25 score of every chunk (aligned with ``ids``)."""
         if self.bm25 is None:
             return np.zeros(0, dtype=np.float32)
-        tokens = [t for t in tokenize(query) if t in self.bm25.vocab_dict]
+        tokens = self.known_tokens(tokenize(query))
         if not tokens:
             return np.zeros(len(self.ids), dtype=np.float32)
         return np.asarray(self.bm25.get_scores(tokens), dtype=np.float32)
+
+    def known_tokens(self, tokens: list[str]) -> list[str]:
+        """The query's tokens the index knows; one it never saw (jieba cut the question another
+        way than the passage: ``潘淑是`` against ``潘淑``) is split into the longest pieces of at
+        least two characters that it knows, left to right."""
+        vocab = self.bm25.vocab_dict
+        known: list[str] = []
+        for tok in tokens:
+            if tok in vocab:
+                known.append(tok)
+                continue
+            i = 0
+            while i < len(tok) - 1:
+                j = next((j for j in range(len(tok), i + 1, -1) if tok[i:j] in vocab), None)
+                if j is None:
+                    i += 1
+                elif tok[i:j] in STOPWORDS:
+                    i = j
+                else:
+                    known.append(tok[i:j])
+                    i = j
+        return known
 
     def idf(self, token: str) -> float:
         """Inverse document frequency of a token over the chunks (0 for an unknown token)."""
