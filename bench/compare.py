@@ -92,7 +92,9 @@ class Baseline:
         self.embedder = embedder
         chunks = baseline_chunks(ds)
         digest = hashlib.sha256(
-            json.dumps([embedder.name, CHUNK_SIZE, CHUNK_OVERLAP, chunks]).encode()
+            json.dumps(
+                [embedder.name, embedder.backend, CHUNK_SIZE, CHUNK_OVERLAP, chunks]
+            ).encode()
         ).hexdigest()
         marker = folder / "built.json"
         fresh = not (marker.exists() and json.loads(marker.read_text()).get("digest") == digest)
@@ -417,6 +419,7 @@ def _csv(value: str, allowed: Sequence[str], flag: str) -> list[str]:
 
 
 def run(
+    embedder: Embedder,
     datasets: list[str],
     pipelines: list[str],
     limit: int | None,
@@ -429,7 +432,6 @@ def run(
     """Every pending (level, pipeline, dataset, question), appended to ``checkpoint``; then the
     figures from the checkpoint's rows for the questions asked."""
     done = read_checkpoint(checkpoint)
-    embedder = Embedder(Settings().embedding, Settings().models_dir)
     models: dict[str, BaseChatModel | None] = {}
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -533,7 +535,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     load_before = os.getloadavg()
+    embedder = Embedder(Settings().embedding, Settings().models_dir)  # loads on first use
     results = run(
+        embedder,
         datasets,
         pipelines,
         args.limit,
@@ -558,6 +562,7 @@ def main() -> None:
                     "note": args.note,
                 },
                 "backend": args.backend,
+                "embedder": {"model": embedder.name, "backend": embedder.backend},
                 "limit": args.limit,
                 "answer_limit": args.answer_limit,
                 "skip_ingest": args.skip_ingest,
