@@ -297,6 +297,20 @@ def feed(docs: Iterator[tuple[str, str]], n: int) -> Iterator[tuple[str, bytes]]
 # -- measurements --------------------------------------------------------------------------------
 
 
+def chunk_progress(transient: bool) -> Progress:
+    """A progress display counting chunks, on stderr."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=transient,
+    )
+
+
 class _Bar:
     """The ingestor's ``Progress`` protocol on a rich progress bar (totals may come in parts)."""
 
@@ -498,16 +512,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for step, needed, expected in zip(p.steps, p.docs_needed, p.chunks_expected, strict=True):
             embedder.reset_counts()
-            with Progress(
-                TextColumn("[progress.description]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("chunks"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=err,
-                transient=True,
-            ) as progress:
+            with chunk_progress(transient=True) as progress:
                 bar = _Bar(progress, f"step {step}: ingest", expected - previous_chunks)
                 t0 = time.perf_counter()
                 summary = service.ingest_bytes(feed(docs, needed - previous_docs), progress=bar)
@@ -752,15 +757,7 @@ def fill_cache(args: argparse.Namespace) -> None:
     group_size = settings.ingest_group_chunks
     docs = read_corpus(args.corpus)
     t0 = time.perf_counter()
-    with Progress(
-        TextColumn("fill cache"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("chunks"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-    ) as progress:
+    with chunk_progress(transient=False) as progress:
         bar = _Bar(progress, "fill cache", p.chunks_expected[-1])
         previous = 0
         for needed in p.docs_needed:
