@@ -36,13 +36,16 @@ def rrf(
 
 
 # Comparison, ranking and aggregation questions need evidence from several documents: a
-# superlative or ranking, "each place", or "which places". A bare "which"/"哪个" asks for one thing
-# (``与哪个教会合并``), often answered by one document: spreading its top places over other
-# documents would push that document's answering passage out (seen on the CMRC2018 dev set).
+# superlative or ranking, "each place", "which places", or a span of years (one report a year).
+# A bare "which"/"哪个" asks for one thing (``与哪个教会合并``), often answered by one document:
+# spreading its top places over other documents would push that document's answering passage out
+# (seen on the CMRC2018 dev set).
 _COMPARISON = re.compile(
     r"最多|最少|最高|最低|最大|最小|排名|排序|比较|比較|对比|對比|各地|各市|各省|各县|各縣|各区|各區|"
-    r"哪些(?:地方|城市|地区|地區|省|市|县|縣|区|區|国家|國家)|"
-    r"\b(compare|comparison|rank|ranking|most|least|highest|lowest|which (?:cities|places|regions|countries))\b",
+    r"哪些(?:地方|城市|地区|地區|省|市|县|縣|区|區|国家|國家)|历年|歷年|各年|"
+    r"\d{4}\s*年?\s*(?:至|到|—|–|-|~|～)\s*\d{4}\s*年|"
+    r"\b(compare|comparison|rank|ranking|most|least|highest|lowest|which (?:cities|places|regions|countries)"
+    r"|(?:from|between) \d{4} (?:to|and) \d{4})\b",
     re.IGNORECASE,
 )
 

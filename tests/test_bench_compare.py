@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench import compare
 from eval import metrics as M
 from eval.datasets import load_dataset
@@ -67,3 +69,35 @@ def test_summaries_and_ratios() -> None:
     compare.add_ratios(by_p)
     assert by_p["ours"]["accuracy_diff"] == -0.5
     assert by_p["ours"]["answer_p50_ratio"] == 0.5
+
+
+def test_run_all_four_pipelines_and_resume(
+    seeded: RAGService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole run on two seed questions (extractive): every pipeline gets both levels; a
+    second run finds everything in the checkpoint and adds nothing."""
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
+    checkpoint = tmp_path / "checkpoint.jsonl"
+
+    def run() -> dict[str, Any]:
+        return compare.run(
+            seeded.embedder,
+            ["seeds"],
+            list(compare.PIPELINES),
+            2,
+            "extractive",
+            checkpoint,
+            tmp_path / "data",
+        )["seeds"]
+
+    results = run()
+    assert set(results) == set(compare.PIPELINES)
+    for p in compare.PIPELINES:
+        assert results[p]["retrieval"]["n"] == 2
+        assert results[p]["answers"]["n"] == 2
+        assert results[p]["retrieval"]["retrieval_p50_ms"] > 0
+    assert results["ours"]["retrieval"]["recall_at_5"] == 1.0
+    rows = checkpoint.read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 2 * 2 * len(compare.PIPELINES)  # 2 levels x 2 questions x 4 pipelines
+    assert run() == results
+    assert checkpoint.read_text(encoding="utf-8").splitlines() == rows

@@ -33,7 +33,7 @@ def tiny_corpus(path: Path, docs: int = 30) -> None:
             f.write(json.dumps({"id": f"tiny_{i:03d}", "text": text}, ensure_ascii=False) + "\n")
 
 
-def run_once(corpus: Path, tmp_path: Path, data: str) -> dict[str, Any]:
+def run_once(corpus: Path, tmp_path: Path, data: str, *extra: str) -> dict[str, Any]:
     path = scale.main(
         [
             "--corpus",
@@ -48,8 +48,10 @@ def run_once(corpus: Path, tmp_path: Path, data: str) -> dict[str, Any]:
             str(tmp_path / "bench" / data),
             "--results-dir",
             str(tmp_path / "results"),
+            *extra,
         ]
     )
+    assert path is not None
     assert path.parent == tmp_path / "results"
     assert path.with_suffix(".png").stat().st_size > 0
     result: dict[str, Any] = json.loads(path.read_text())
@@ -91,6 +93,21 @@ def test_scale_smoke(tmp_path: Path) -> None:
         assert i["embedded"] == 0 and i["cached"] == s["new_chunks"]
         assert i["vectors_from_cache"] and i["fraction_of_raw"] is None
         assert i["model_chunks_per_s"] is None and i["embed_seconds"] == 0
+
+
+def test_fill_cache_then_run_embeds_nothing(tmp_path: Path) -> None:
+    """--fill-cache embeds what the steps will ingest, grouped as ingest groups it, and writes no
+    index or figures; the run after it takes every vector from the cache."""
+    corpus = tmp_path / "docs.jsonl.gz"
+    tiny_corpus(corpus)
+    data_dir = tmp_path / "bench" / "s"
+    fill = ["--corpus", str(corpus), "--steps", "20,40", "--data-dir", str(data_dir)]
+    assert scale.main([*fill, "--fill-cache"]) is None
+    assert not data_dir.exists()
+    result = run_once(corpus, tmp_path, "s", "--steps", "20,40")
+    assert [s["step"] for s in result["steps"]] == [20, 40]
+    for s in result["steps"]:
+        assert s["ingest"]["embedded"] == 0 and s["ingest"]["cached"] == s["new_chunks"] > 0
 
 
 def test_steps_and_queries() -> None:

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rag.retrieval import rrf, top_positive
+from rag.lexical import LexicalIndex
+from rag.retrieval import is_comparison, rrf, top_positive
 from rag.schemas import Filters
 from rag.service import RAGService
 
@@ -26,6 +27,37 @@ def test_top_positive_is_a_stable_sort_cut(values: list[int], n: int) -> None:
     scores = np.asarray(values, dtype=np.float32)
     expected = [int(i) for i in np.argsort(-scores, kind="stable")[:n] if scores[i] > 0]
     assert [int(i) for i in top_positive(scores, n)] == expected
+
+
+@pytest.mark.parametrize(
+    ("question", "spread"),
+    [
+        ("哪个城市信访量下降最多?", True),
+        ("哪些地方推行了“一枚印章”管审批的改革?", True),
+        ("各地的信访量分别是多少?", True),
+        ("Which cities reported the largest drop?", True),
+        ("2009年至2013年的政府工作报告中，增长目标首次低于8%是哪一年？", True),
+        ("2006年底特律圣公会三一堂与哪个教会合并？", False),
+        ("在这次选举中处于领先地位的两位候选人分别是谁？", False),
+        ("扬子克拉通范围包括哪些？", False),
+    ],
+)
+def test_only_ranking_and_which_places_questions_spread_over_documents(
+    question: str, spread: bool
+) -> None:
+    assert is_comparison(question) is spread
+
+
+def test_an_unknown_query_token_falls_back_to_known_pieces() -> None:
+    """jieba cuts 潘淑是哪里人 into 潘淑是 / 哪里 / 人, a token no passage holds; its known piece
+    潘淑 still finds the passage."""
+    index = LexicalIndex.build(
+        ["a", "b"], ["潘淑，会稽句章人，孙权的皇后。", "王沈，字处道，太原晋阳人。"], version=1
+    )
+    assert "潘淑是" not in index.bm25.vocab_dict
+    assert "潘淑" in index.known_tokens(["潘淑是", "哪里", "人"])
+    scores = index.scores("潘淑是哪里人？")
+    assert scores[0] > scores[1]
 
 
 @pytest.mark.parametrize(
