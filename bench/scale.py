@@ -4,6 +4,8 @@ step ingest throughput, index size on disk, memory, and query latency of each re
     python bench/scale.py                              # steps 1000, 10000, 100000 (hours: embedding)
     python bench/scale.py --max-chunks 2000            # steps 1000, 2000 (a few minutes)
     python bench/scale.py --steps 500,5000 --queries 50
+    python bench/scale.py --fill-cache                 # only embed into the cache (resumable),
+                                                       # then run without --fill-cache
 
 Corpus: ../shared/data/crud_news/docs.jsonl.gz (68,221 Chinese news documents, one JSON object
 {"id", "text"} per line, read as a stream, never whole; see its README: internal benchmarking
