@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,15 @@ class LexicalIndex:
         bm25 = bm25s.BM25()
         bm25.index([tokenize(t) for t in texts], show_progress=False)
         return cls(ids, version, bm25)
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        """Chunk id → its place in ``ids``."""
+        return {cid: i for i, cid in enumerate(self.ids)}
+
+    def holds(self, cid: str) -> bool:
+        """Whether the chunk was committed at ``version`` (the index holds exactly those)."""
+        return cid in self.position
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every chunk (aligned with ``ids``)."""

@@ -16,7 +16,7 @@ from rag.embeddings import Embedder
 from rag.ingest import index_text
 from rag.lexical import LexicalIndex, LexicalIndexCache
 from rag.schemas import Filters, SearchHit
-from rag.store import ChromaStore, StoredChunk
+from rag.store import ChromaStore, StoredChunk, doc_id_of
 from rag.text import normalize
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
@@ -110,13 +110,19 @@ class HybridRetriever(BaseRetriever):
 
     # -- the two sides ---------------------------------------------------------------------------
 
-    # Both sides return chunks as stored, committed or not: ``search`` checks the union against
-    # the manifest in one read.
+    # Both sides rank chunk ids; text and metadata are read only for the hits returned. The
+    # lexical index is also the snapshot of what is committed: it holds exactly the committed
+    # chunks of the store version it was built from. A dense candidate counts only when that
+    # index holds it (a writer's chunks land before its commit record, and a replaced version's
+    # chunks stay until its commit is done).
 
-    def dense(self, query: str, n: int, filters: Filters | None) -> list[tuple[StoredChunk, float]]:
+    def dense(
+        self, query: str, n: int, filters: Filters | None, index: LexicalIndex
+    ) -> list[tuple[str, float]]:
         vector = self.embedder.encode_query(normalize(query))
         where = filters.to_where() if filters else None
-        return list(self.store.query(vector, n, where=where, committed_only=False))
+        store: ChromaStore = self.store
+        return [(cid, s) for cid, s in store.nearest(vector, n, where=where) if index.holds(cid)]
 
     def lexical_index(self) -> LexicalIndex:
         """The BM25 index, current with the store (rebuilt if another writer moved it)."""
@@ -132,23 +138,20 @@ class HybridRetriever(BaseRetriever):
             ),
         )
 
-    def bm25(self, query: str, n: int, filters: Filters | None) -> list[tuple[StoredChunk, float]]:
-        store: ChromaStore = self.store
-        index = self.lexical_index()
+    def bm25(
+        self, query: str, n: int, filters: Filters | None, index: LexicalIndex
+    ) -> list[tuple[str, float]]:
         scores = index.scores(query)
         if scores.size == 0:
             return []
-        # Over-fetch when filtering: the filter is applied to the best-scoring candidates.
-        take = n if filters is None else max(n * 10, 200)
-        top = [int(i) for i in top_positive(scores, take)]
-        chunks = store.get_chunks([index.ids[i] for i in top], committed_only=False)
-        out = [
-            (chunks[index.ids[i]], float(scores[i]))
-            for i in top
-            if index.ids[i] in chunks
-            and (filters is None or filters.matches(chunks[index.ids[i]].metadata))
-        ]
-        return out[:n]
+        if filters is None:
+            return [(index.ids[i], float(scores[i])) for i in top_positive(scores, n)]
+        # The filter is applied to the best-scoring candidates, over-fetched.
+        top = [index.ids[i] for i in top_positive(scores, max(n * 10, 200))]
+        store: ChromaStore = self.store
+        meta = store.get_metadata(top)
+        kept = [cid for cid in top if cid in meta and filters.matches(meta[cid])]
+        return [(cid, float(scores[index.position[cid]])) for cid in kept[:n]]
 
     # -- fused -----------------------------------------------------------------------------------
 
@@ -163,35 +166,33 @@ class HybridRetriever(BaseRetriever):
         mode = mode or self.mode
         f = Filters.model_validate(filters) if isinstance(filters, dict) else filters
         depth = max(self.depth, k)
-        dense = self.dense(query, depth, f) if mode in ("hybrid", "dense") else []
-        lexical = self.bm25(query, depth, f) if mode in ("hybrid", "bm25") else []
-        committed = self.store.committed_ids(c for c, _ in dense + lexical)
-        dense = [(c, s) for c, s in dense if c.id in committed]
-        lexical = [(c, s) for c, s in lexical if c.id in committed]
-        by_id = {c.id: c for c, _ in dense} | {c.id: c for c, _ in lexical}
-        dense_scores = {c.id: s for c, s in dense}
-        bm25_scores = {c.id: s for c, s in lexical}
+        index = self.lexical_index()
+        dense = self.dense(query, depth, f, index) if mode in ("hybrid", "dense") else []
+        lexical = self.bm25(query, depth, f, index) if mode in ("hybrid", "bm25") else []
+        dense_scores = dict(dense)
+        bm25_scores = dict(lexical)
         if mode == "dense":
-            ranked = [(c.id, s) for c, s in dense]
+            ranked = dense
         elif mode == "bm25":
-            ranked = [(c.id, s) for c, s in lexical]
+            ranked = lexical
         else:
             fused = rrf(
-                [[c.id for c, _ in dense], [c.id for c, _ in lexical]],
+                [[cid for cid, _ in dense], [cid for cid, _ in lexical]],
                 weights=[self.dense_weight, self.bm25_weight],
             )
             ranked = sorted(fused.items(), key=lambda kv: -kv[1])
         if is_comparison(query):
             order = diversify(
-                [cid for cid, _ in ranked],
-                {cid: str(c.metadata["doc_id"]) for cid, c in by_id.items()},
-                self.per_doc,
+                [cid for cid, _ in ranked], {cid: doc_id_of(cid) for cid, _ in ranked}, self.per_doc
             )
             scores = dict(ranked)
             ranked = [(cid, scores[cid]) for cid in order]
+        store: ChromaStore = self.store
+        chunks = store.get_chunks([cid for cid, _ in ranked[:k]])
         return [
-            _hit(by_id[cid], score, dense_scores.get(cid), bm25_scores.get(cid))
+            _hit(chunks[cid], score, dense_scores.get(cid), bm25_scores.get(cid))
             for cid, score in ranked[:k]
+            if cid in chunks  # unless a writer deleted it since
         ]
 
     def _get_relevant_documents(

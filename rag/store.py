@@ -15,7 +15,7 @@ which derived indexes (BM25) use to know when they are stale.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -87,6 +87,11 @@ class StoredChunk:
 
 def chunk_id(doc_id: str, content_hash: str, index: int) -> str:
     return f"{doc_id}#{content_hash[:12]}#{index}"
+
+
+def doc_id_of(cid: str) -> str:
+    """The document of a chunk id made by ``chunk_id`` (a doc_id may itself hold ``#``)."""
+    return cid.rsplit("#", 2)[0]
 
 
 def make_client(settings: Settings) -> Any:
@@ -300,19 +305,9 @@ class ChromaStore:
     def count_chunks(self) -> int:
         return int(self.chunks.count())
 
-    def _committed_hashes(self, doc_ids: Iterable[str] | None = None) -> dict[str, str]:
-        """Committed content hash by doc_id: of every document, or only of ``doc_ids`` (what a
-        query needs: a read of a few manifest records, not of the whole manifest)."""
-        if doc_ids is None:
-            return {d: i.content_hash for d, i in self.committed().items()}
-        ids = sorted(set(doc_ids))
-        if not ids:
-            return {}
-        got = self.docs.get(ids=ids, include=["metadatas"])
-        return {
-            d: str(m["content_hash"])
-            for d, m in zip(got["ids"], got["metadatas"] or [], strict=True)
-        }
+    def _committed_hashes(self) -> dict[str, str]:
+        """Committed content hash by doc_id."""
+        return {d: i.content_hash for d, i in self.committed().items()}
 
     def iter_chunks(self, committed_only: bool = True) -> Iterator[StoredChunk]:
         committed = self._committed_hashes()
@@ -326,61 +321,44 @@ class ChromaStore:
                     continue
                 yield StoredChunk(cid, text, dict(meta))
 
-    def committed_ids(self, chunks: Iterable[StoredChunk]) -> set[str]:
-        """Ids of the chunks that belong to their document's committed version (one read of the
-        manifest records of their documents): a writer's chunks land before its commit record."""
-        chunks = list(chunks)
-        hashes = self._committed_hashes(str(c.metadata["doc_id"]) for c in chunks)
-        return {
-            c.id
-            for c in chunks
-            if hashes.get(str(c.metadata["doc_id"])) == c.metadata["content_hash"]
-        }
+    # The query path reads as little as it can: Chroma keeps metadata as one row per key, and
+    # reading the documents and metadata of a query's candidates (about 60) cost more than the
+    # nearest-neighbour search itself. Candidates go by id; text and metadata are read only for
+    # the hits returned (or for the metadata a filter needs).
 
-    def get_chunks(self, ids: list[str], committed_only: bool = True) -> dict[str, StoredChunk]:
-        """Chunks by id (only committed versions, unless ``committed_only`` is false: then the
-        caller checks them with ``committed_ids``)."""
+    def nearest(
+        self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None
+    ) -> list[tuple[str, float]]:
+        """Ids of the ``k`` nearest chunks, committed or not, with cosine similarity (higher is
+        closer)."""
+        res = self.chunks.query(
+            query_embeddings=[vector], n_results=k, where=where or None, include=["distances"]
+        )
+        return [
+            (cid, 1.0 - float(dist))
+            for cid, dist in zip(res["ids"][0], (res["distances"] or [[]])[0], strict=True)
+        ]
+
+    def get_chunks(self, ids: list[str]) -> dict[str, StoredChunk]:
+        """Chunks by id, committed or not (an id no longer stored is left out)."""
         if not ids:
             return {}
         got = self.chunks.get(ids=ids, include=["documents", "metadatas"])
-        chunks = [
-            StoredChunk(cid, text, dict(meta))
+        return {
+            cid: StoredChunk(cid, text, dict(meta))
             for cid, text, meta in zip(
                 got["ids"], got["documents"] or [], got["metadatas"] or [], strict=True
             )
-        ]
-        keep = self.committed_ids(chunks) if committed_only else {c.id for c in chunks}
-        return {c.id: c for c in chunks if c.id in keep}
+        }
 
-    def query(
-        self,
-        vector: np.ndarray,
-        k: int,
-        where: dict[str, Any] | None = None,
-        committed_only: bool = True,
-    ) -> list[tuple[StoredChunk, float]]:
-        """Nearest chunks by cosine similarity (higher is closer); only committed versions, unless
-        ``committed_only`` is false (then the caller checks them with ``committed_ids``)."""
-        res = self.chunks.query(
-            query_embeddings=[vector],
-            n_results=k,
-            where=where or None,
-            include=["documents", "metadatas", "distances"],
-        )
-        found = [
-            (StoredChunk(cid, text, dict(meta)), 1.0 - float(dist))
-            for cid, text, meta, dist in zip(
-                res["ids"][0],
-                (res["documents"] or [[]])[0],
-                (res["metadatas"] or [[]])[0],
-                (res["distances"] or [[]])[0],
-                strict=True,
-            )
-        ]
-        if not committed_only:
-            return found
-        keep = self.committed_ids(c for c, _ in found)
-        return [(c, score) for c, score in found if c.id in keep]
+    def get_metadata(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Chunk metadata by id, without the text."""
+        if not ids:
+            return {}
+        got = self.chunks.get(ids=ids, include=["metadatas"])
+        return {
+            cid: dict(meta) for cid, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
+        }
 
 
 def _info(doc: Document, chunks: int) -> DocumentInfo:

@@ -9,6 +9,7 @@ from rag.lexical import LexicalIndex
 from rag.retrieval import is_comparison, rrf, top_positive
 from rag.schemas import Filters
 from rag.service import RAGService
+from rag.store import chunk_id, doc_id_of
 
 EVIDENCE = "同比分別下降7%和52%"
 
@@ -58,6 +59,12 @@ def test_an_unknown_query_token_falls_back_to_known_pieces() -> None:
     assert "潘淑" in index.known_tokens(["潘淑是", "哪里", "人"])
     scores = index.scores("潘淑是哪里人？")
     assert scores[0] > scores[1]
+
+
+@pytest.mark.parametrize("doc_id", ["yanji", "reports_y_1", "a#b", "#"])
+def test_a_chunk_id_names_its_document(doc_id: str) -> None:
+    """Comparison questions spread hits over documents read from the candidates' ids."""
+    assert doc_id_of(chunk_id(doc_id, "ab12" * 16, 7)) == doc_id
 
 
 @pytest.mark.parametrize(
