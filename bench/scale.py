@@ -557,6 +557,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             asked = choose_queries(indexed, p.queries, args.queries, args.seed, step)
             if not asked:
                 raise SystemExit("no query could be drawn from the indexed documents")
+            load_at_queries = os.getloadavg()
             first, retrievers = measure_queries(service, asked, args.top_k)
             lexical_dir = data_dir / "lexical"
             row = {
@@ -577,6 +578,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "bm25_build_s": _r(first["bm25"] / 1000, 3),
                 "first_query_ms": {m: _r(v, 1) for m, v in first.items()},
                 "queries": len(asked),
+                # another job on the machine while the queries ran shows here (2 cores: > 1.5)
+                "loadavg_at_queries": load_at_queries,
                 "distinct_queries": len(set(asked)),
                 "retrievers": retrievers,
             }
