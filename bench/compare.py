@@ -431,6 +431,10 @@ def run(
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Every pending (level, pipeline, dataset, question), appended to ``checkpoint``; then the
     figures from the checkpoint's rows for the questions asked."""
+    try:  # every data set found before any work, so a missing one costs no partial run
+        loaded = [load_dataset(name) for name in datasets]
+    except FileNotFoundError as exc:
+        raise SystemExit(str(exc)) from exc
     done = read_checkpoint(checkpoint)
     models: dict[str, BaseChatModel | None] = {}
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -468,8 +472,8 @@ def run(
                     err.print(f"  {ds.name} {level}: {i}/{len(todo)} ({p}, {s.id})")
             return pipes
 
-        for name in datasets:
-            ds = load_dataset(name)
+        for ds in loaded:
+            name = ds.name
             samples = ds.select(limit, sample=False)
             # fewer answer-level questions than the whole set: a shuffled (seed 0) mix of types
             asked = samples if answer_limit is None else ds.select(answer_limit, sample=True)

@@ -78,6 +78,15 @@ def _read_samples(path: Path) -> list[Sample]:
         return [Sample.model_validate_json(line) for line in f if line.strip()]
 
 
+def _shared(name: str) -> Path:
+    """A data set's folder under ``../shared/data``; missing, it is an error, not an empty corpus
+    (which would score every question as a miss)."""
+    folder = SHARED_DATA / name
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} not found (the shared data sets live beside the repo)")
+    return folder
+
+
 def load_dataset(name: str) -> Dataset:
     if name == "seeds":
         return Dataset(
@@ -101,15 +110,11 @@ def load_dataset(name: str) -> Dataset:
             name=name,
             kind="evidence",
             samples=_read_samples(DATASETS_DIR / "gov_dev_questions.jsonl"),
-            corpus=SHARED_DATA / "gov_reports",
+            corpus=_shared("gov_reports"),
             corpus_kind="files",
         )
     if name in ("cmrc2018", "drcd"):
-        folder = SHARED_DATA / name
-        if not folder.exists():
-            raise FileNotFoundError(
-                f"{folder} not found (the shared data sets live beside the repo)"
-            )
+        folder = _shared(name)
         samples = [
             Sample(
                 id=row["id"],

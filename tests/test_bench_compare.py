@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bench import compare
+from eval import datasets
 from eval import metrics as M
 from eval.datasets import load_dataset
 from rag.service import RAGService
@@ -101,3 +102,23 @@ def test_run_all_four_pipelines_and_resume(
     assert len(rows) == 2 * 2 * len(compare.PIPELINES)  # 2 levels x 2 questions x 4 pipelines
     assert run() == results
     assert checkpoint.read_text(encoding="utf-8").splitlines() == rows
+
+
+def test_a_missing_data_set_stops_the_run_before_any_work(
+    seeded: RAGService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ../shared/data, gov used to be indexed as an empty corpus and every question
+    checkpointed as a miss; now the run stops, naming the folder, and writes no row."""
+    monkeypatch.setattr(datasets, "SHARED_DATA", tmp_path / "nowhere")
+    checkpoint = tmp_path / "checkpoint.jsonl"
+    with pytest.raises(SystemExit, match="gov_reports not found"):
+        compare.run(
+            seeded.embedder,
+            ["seeds", "gov"],
+            list(compare.PIPELINES),
+            2,
+            "extractive",
+            checkpoint,
+            tmp_path / "data",
+        )
+    assert not checkpoint.exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from eval import datasets
 from eval.cli import parse_thresholds
 from rag import cli
 
@@ -80,3 +81,12 @@ def test_threshold_syntax_errors_are_clear() -> None:
     assert parse_thresholds(["recall@5=0.9"]) == {"recall@5": 0.9}
     with pytest.raises(Exception, match="NAME=VALUE"):
         parse_thresholds(["recall@5"])
+
+
+@pytest.mark.parametrize(("name", "folder"), [("gov", "gov_reports"), ("cmrc2018", "cmrc2018")])
+def test_a_shared_data_set_that_is_missing_is_an_error(
+    name: str, folder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(datasets, "SHARED_DATA", tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"{folder} not found"):
+        datasets.load_dataset(name)
