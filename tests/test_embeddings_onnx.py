@@ -9,17 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.bundled.e5 import e5_folder
+from rag.bundled.e5_onnx import ONNX_INT8, build_e5_onnx, e5_onnx_folder
+from rag.bundled.files import MANIFEST, verify_folder
 from rag.config import BUNDLED_EMBEDDING_MODEL, EmbeddingSettings
 from rag.embeddings import Embedder, OnnxEncoder
-from rag.models import (
-    MANIFEST,
-    ONNX_INT8,
-    ModelError,
-    build_e5_onnx,
-    e5_folder,
-    e5_onnx_folder,
-    verify_folder,
-)
+from rag.errors import ModelError
 from rag.service import RAGService
 
 SENTENCES = [

@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from rag.bundled.e5 import E5_NAME, e5_folder
+from rag.bundled.e5_weights import dequantize_q4_0
+from rag.bundled.files import MANIFEST, verify_folder
 from rag.config import Settings
 from rag.embeddings import Embedder
-from rag.models import E5_NAME, MANIFEST, dequantize_q4_0, e5_folder, verify_folder
 from rag.service import RAGService
 
 # Verified: the folder is byte-identical between builds.
@@ -64,7 +66,7 @@ def test_prefixes_are_applied(seeded: RAGService) -> None:
 
 def test_unknown_model_name_fails_offline_with_a_clear_error(tmp_path: object) -> None:
     from rag.embeddings import Embedder
-    from rag.models import ModelError
+    from rag.errors import ModelError
 
     settings = Settings.model_validate({"embedding": {"model": "no-such-org/no-such-model"}})
     with pytest.raises(ModelError, match="not available offline"):
