@@ -42,7 +42,8 @@ class EmbeddingSettings(BaseModel):
         description=(
             "what runs the model locally: `torch` (fp32, sentence-transformers), `onnx-int8` "
             "(onnxruntime on an int8-quantized ONNX export of the bundled model, built once from "
-            "its folder by `rag models install`; about 1.8x faster, same recall@5), or `auto`: "
+            "its folder by `rag models install`; faster on a CPU, same hybrid recall@5: see "
+            "docs/results.md), or `auto`: "
             "onnx-int8 for the bundled model, torch for any other; both embed alike, so an "
             "index serves either; unused with base_url"
         ),
@@ -84,8 +85,14 @@ class LLMSettings(BaseModel):
     timeout_s: float = Field(60.0, gt=0, description="past this, the extractive answer is used")
 
 
+# Passages per question or search, where a caller says nothing (RAG_ANSWER__TOP_K).
+DEFAULT_TOP_K = 5
+
+
 class AnswerSettings(BaseModel):
-    top_k: int = Field(5, ge=1, le=50, description="passages retrieved per question")
+    top_k: int = Field(
+        DEFAULT_TOP_K, ge=1, le=50, description="passages retrieved per question or search"
+    )
     context_passages: int = Field(4, ge=1, le=20, description="excerpts numbered in the prompt")
     excerpt_sentences: int = Field(2, ge=1, le=10, description="sentences per excerpt, at most")
     min_excerpt_share: float = Field(

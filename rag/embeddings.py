@@ -24,15 +24,14 @@ import httpx
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from rag.bundled.e5 import build_e5
+from rag.bundled.e5_onnx import ONNX_INT8, build_e5_onnx
 from rag.config import BUNDLED_EMBEDDING_MODEL, EmbeddingSettings
-from rag.models import ONNX_INT8, ModelError, build_e5, build_e5_onnx
+from rag.errors import EmbeddingServiceError as EmbeddingServiceError  # re-exported
+from rag.errors import ModelError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
-
-
-class EmbeddingServiceError(ModelError):
-    """The embeddings server (``RAG_EMBEDDING__BASE_URL``) failed or cannot be reached."""
 
 
 def resolve_model_path(name: str, models_dir: Path) -> str:

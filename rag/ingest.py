@@ -24,10 +24,10 @@ from rag.facts import attach_facts
 from rag.loaders import SUPPORTED_SUFFIXES, Loaded, LoadError, load_bytes
 from rag.schemas import Chunk, Document, DocumentInfo, IngestResult, IngestStatus, IngestSummary
 from rag.store import ChromaStore
-from rag.text import guess_date, guess_region, guess_title, normalize
+from rag.text import guess_date, guess_region, guess_title, index_text
 
 # Bump when cleaning, chunking or metadata extraction change: every document is then re-indexed.
-PIPELINE_VERSION = 3  # 3: indicator facts stored with the chunks
+PIPELINE_VERSION = 4  # 3: indicator facts stored with the chunks; 4: one unit vocabulary
 
 
 class Progress(Protocol):
@@ -47,13 +47,6 @@ def content_hash(data: bytes, chunking: ChunkingSettings) -> str:
     h = hashlib.sha256(f"v{PIPELINE_VERSION}|{chunking.model_dump_json()}|".encode())
     h.update(data)
     return h.hexdigest()
-
-
-def index_text(title: str, region: str | None, text: str) -> str:
-    """What is embedded and tokenized for a chunk: its document's title and region as context
-    (so a place named in the question finds the document, and every chunk of it alike), then
-    the chunk, all in the normalized form."""
-    return normalize(f"{title} {region or ''}\n{text}")
 
 
 def build_document(source: str, loaded: Loaded, digest: str) -> Document:

@@ -21,13 +21,10 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, PrivateAttr
 
+from rag.bundled.qwen import build_qwen
 from rag.config import LLMSettings
-from rag.models import ModelError, build_qwen
-
-
-class LLMError(RuntimeError):
-    """The model could not be loaded or failed to answer."""
-
+from rag.errors import LLMError as LLMError  # re-exported: callers catch it from here
+from rag.errors import ModelError
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 

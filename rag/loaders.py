@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
+
+from rag.errors import LoadError as LoadError  # re-exported: the ingest pipeline catches it
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -18,10 +19,6 @@ _CJK_ENCODINGS = ["gb18030", "big5"]
 # sizes bound what python-docx can make us decompress.
 MAX_DOCX_UNPACKED_BYTES = 100 * 1024 * 1024
 MAX_DOCX_MEMBERS = 5_000
-
-
-class LoadError(ValueError):
-    """A file that cannot become a document (its reason, in one line)."""
 
 
 @dataclass(frozen=True)
@@ -129,15 +126,3 @@ def load_bytes(data: bytes, suffix: str) -> Loaded:
     if not loaded.text.strip():
         raise LoadError("no text in file")
     return loaded
-
-
-def load_path(path: Path) -> tuple[Loaded, bytes]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise LoadError("no such file") from exc
-    except IsADirectoryError as exc:
-        raise LoadError("is a directory") from exc
-    except OSError as exc:
-        raise LoadError(f"cannot read ({exc.strerror})") from exc
-    return load_bytes(data, path.suffix), data

@@ -12,12 +12,12 @@ from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from rag.config import DEFAULT_TOP_K
 from rag.embeddings import Embedder
-from rag.ingest import index_text
 from rag.lexical import LexicalIndex, LexicalIndexCache
 from rag.schemas import Filters, SearchHit
 from rag.store import ChromaStore, StoredChunk, doc_id_of
-from rag.text import normalize
+from rag.text import index_text, normalize
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
 RRF_K = 60
@@ -93,7 +93,7 @@ class HybridRetriever(BaseRetriever):
     store: Any
     embedder: Any
     lexical: Any
-    top_k: int = 5
+    top_k: int = DEFAULT_TOP_K  # the service passes settings.answer.top_k
     mode: SearchMode = "hybrid"
     depth: int = 30  # candidates taken from each side before fusion
     # BM25 leads, dense breaks ties and rescues lexical misses: on Chinese text, word matches are
@@ -120,9 +120,8 @@ class HybridRetriever(BaseRetriever):
         self, query: str, n: int, filters: Filters | None, index: LexicalIndex
     ) -> list[tuple[str, float]]:
         vector = self.embedder.encode_query(normalize(query))
-        where = filters.to_where() if filters else None
         store: ChromaStore = self.store
-        return [(cid, s) for cid, s in store.nearest(vector, n, where=where) if index.holds(cid)]
+        return [(cid, s) for cid, s in store.nearest(vector, n, filters) if index.holds(cid)]
 
     def lexical_index(self) -> LexicalIndex:
         """The BM25 index, current with the store (rebuilt if another writer moved it)."""

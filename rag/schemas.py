@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def year_of(date: str | None) -> int | None:
+    """The year of an ISO date or a bare year (``2015-01-13`` → 2015), else None."""
+    return int(date[:4]) if date and date[:4].isdigit() else None
 
 
 class Document(BaseModel):
@@ -17,6 +23,10 @@ class Document(BaseModel):
     date: str | None = None
     region: str | None = None
     content_hash: str
+
+    @property
+    def year(self) -> int | None:
+        return year_of(self.date)
 
 
 class Fact(BaseModel):
@@ -48,6 +58,11 @@ class Fact(BaseModel):
     def figure(self) -> str:
         return f"{self.value:g}{self.unit}"
 
+    @property
+    def key(self) -> tuple[str, int, str, float]:
+        """What makes two facts the same statement (overlapping chunks carry a sentence twice)."""
+        return (self.doc_id, self.start, self.indicator, self.value)
+
 
 class Chunk(BaseModel):
     """A span of a document: ``document.text[start:end] == text``."""
@@ -57,11 +72,16 @@ class Chunk(BaseModel):
     text: str
     start: int
     end: int
-    facts: list[Fact] = Field(default_factory=list)  # facts whose sentence starts in the chunk
+    # Stored with the chunk as it is (the store does not read it): the ingest pipeline puts the
+    # chunk's facts here (``rag.facts.attach_facts``).
+    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
 class Filters(BaseModel):
-    """Metadata filters, applied on the dense and the lexical side alike."""
+    """Metadata filters, applied on the dense and the lexical side alike (an unknown key is an
+    error, not a filter silently left out)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     # A list names at least one document (Chroma refuses an empty ``$in``).
     doc_id: str | Annotated[list[str], Field(min_length=1)] | None = None
@@ -78,23 +98,6 @@ class Filters(BaseModel):
             and (self.year_from is None or (isinstance(year, int) and year >= self.year_from))
             and (self.year_to is None or (isinstance(year, int) and year <= self.year_to))
         )
-
-    def to_where(self) -> dict[str, object] | None:
-        """The same filter as a Chroma ``where`` clause."""
-        clauses: list[dict[str, object]] = []
-        if isinstance(self.doc_id, str):
-            clauses.append({"doc_id": self.doc_id})
-        elif self.doc_id is not None:
-            clauses.append({"doc_id": {"$in": list(self.doc_id)}})
-        if self.region is not None:
-            clauses.append({"region": self.region})
-        if self.year_from is not None:
-            clauses.append({"year": {"$gte": self.year_from}})
-        if self.year_to is not None:
-            clauses.append({"year": {"$lte": self.year_to}})
-        if not clauses:
-            return None
-        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 class Located(BaseModel):
@@ -129,6 +132,18 @@ class DocumentInfo(BaseModel):
     chunks: int
     chars: int
     content_hash: str
+
+
+class DocumentText(DocumentInfo):
+    """A committed document with its full original text (offsets index this)."""
+
+    text: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    chunks: int
+    embedding_dim: int
 
 
 IngestStatus = Literal["added", "replaced", "unchanged", "failed", "removed"]
@@ -187,6 +202,22 @@ class Answer(BaseModel):
     fallback: bool = False
     backend: str = ""
     timings: dict[str, float] = Field(default_factory=dict)
+
+    @classmethod
+    def from_events(cls, events: Iterable[ChatEvent], backend: str) -> Answer:
+        """The answer a stream of events adds up to."""
+        answer = cls(answer="", backend=backend)
+        for e in events:
+            if isinstance(e, PassagesEvent):
+                answer.passages = e.passages
+            elif isinstance(e, CitationsEvent):
+                answer.answer, answer.citations = e.answer, e.citations
+                answer.refused, answer.fallback = e.refused, e.fallback
+            elif isinstance(e, DoneEvent):
+                answer.timings = e.timings
+            elif isinstance(e, FactsEvent):
+                answer.facts = e.facts
+        return answer
 
 
 # Streaming events, in this order: passages, token…, citations, facts, done (error on failure).

@@ -1,17 +1,25 @@
-"""RAGService: the one object the CLI, the API and the harness call. Built from one ``Settings``."""
+"""RAGService: the one door the CLI, the API and the harness use. Built from one ``Settings``.
+
+Its parts (embedder, store, chat models) are built on first use, or given to the constructor:
+a test or a benchmark that already holds a loaded embedder passes it in instead of loading a
+second copy.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 from langchain_core.language_models.chat_models import BaseChatModel
 
-from rag.chain import AnswerChain, collect
+from rag.chain import AnswerChain
 from rag.config import LLMBackend, Settings
 from rag.embeddings import Embedder
+from rag.errors import LLMError, NotFound, Unsupported
 from rag.facts import FactTable, facts_from_chunks
 from rag.ingest import Ingestor, Progress
 from rag.llm import make_chat_model
@@ -20,29 +28,66 @@ from rag.schemas import (
     Answer,
     ChatEvent,
     DocumentInfo,
+    DocumentText,
     Fact,
     Filters,
     IngestSummary,
+    Readiness,
     SearchHit,
 )
 from rag.store import ChromaStore
 
+FiltersArg = Filters | Mapping[str, object] | None
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Texts embedded as given (no e5 prefix added), and the tokens they took."""
+
+    vectors: np.ndarray
+    tokens: int
+
+
+def _filters(filters: FiltersArg) -> Filters | None:
+    return Filters.model_validate(filters) if isinstance(filters, Mapping) else filters
+
 
 class RAGService:
-    """Owns the embedder, the store and the retriever; parts are built on first use."""
+    """Owns the embedder, the store, the retriever and the chat models of one index."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        store: ChromaStore | None = None,
+        chat_models: Mapping[str, BaseChatModel | None] | None = None,
+    ) -> None:
         self.settings = settings or Settings()
-        self._models: dict[str, BaseChatModel | None] = {}
+        self._embedder = embedder
+        self._store = store
+        self._models: dict[str, BaseChatModel | None] = dict(chat_models or {})
         self._models_lock = threading.Lock()
+        self._parts_lock = threading.Lock()
 
-    @cached_property
+    # -- parts -----------------------------------------------------------------------------------
+
+    @property
     def embedder(self) -> Embedder:
-        return Embedder(self.settings.embedding, self.settings.models_dir)
+        if self._embedder is None:
+            with self._parts_lock:
+                if self._embedder is None:
+                    self._embedder = Embedder(self.settings.embedding, self.settings.models_dir)
+        return self._embedder
 
-    @cached_property
+    @property
     def store(self) -> ChromaStore:
-        return ChromaStore(self.settings, self.embedder)
+        if self._store is None:
+            embedder = self.embedder
+            with self._parts_lock:
+                if self._store is None:
+                    self._store = ChromaStore(self.settings, embedder)
+        return self._store
 
     @cached_property
     def ingestor(self) -> Ingestor:
@@ -56,7 +101,20 @@ class RAGService:
             store=self.store,
             embedder=self.embedder,
             index_dir=self.settings.data_dir / "lexical" / self.settings.collection,
+            top_k=self.settings.answer.top_k,
         )
+
+    def warm_up(self) -> None:
+        """Load the embedder and open the index now rather than on the first request
+        (raises ``Unavailable`` when a server they need is down)."""
+        _ = self.embedder.dimension
+        _ = self.store
+
+    def readiness(self) -> Readiness:
+        """Whether the index and the embedder answer (raises what is down)."""
+        return Readiness(chunks=self.store.count_chunks(), embedding_dim=self.embedder.dimension)
+
+    # -- documents -------------------------------------------------------------------------------
 
     def ingest(
         self, paths: Sequence[Path], prune: bool = False, progress: Progress | None = None
@@ -74,14 +132,38 @@ class RAGService:
     def documents(self) -> list[DocumentInfo]:
         return sorted(self.store.committed().values(), key=lambda d: d.source)
 
+    def document(self, doc_id: str) -> DocumentText:
+        """A committed document with its full original text (``NotFound`` if there is none)."""
+        info = self.store.committed_document(doc_id)
+        text = self.store.document_text(doc_id) if info is not None else None
+        if info is None or text is None:
+            raise NotFound(f"no document with doc_id '{doc_id}'")
+        return DocumentText(**info.model_dump(), text=text)
+
+    # -- search and embeddings -------------------------------------------------------------------
+
     def search(
         self,
         query: str,
-        top_k: int = 5,
+        top_k: int | None = None,
         mode: SearchMode = "hybrid",
-        filters: Filters | dict[str, object] | None = None,
+        filters: FiltersArg = None,
     ) -> list[SearchHit]:
-        return self.retriever.search(query, top_k=top_k, mode=mode, filters=filters)
+        return self.retriever.search(
+            query, top_k=top_k or self.settings.answer.top_k, mode=mode, filters=_filters(filters)
+        )
+
+    @property
+    def embedding_model(self) -> str:
+        return self.embedder.name
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.embedder.dimension
+
+    def embed(self, texts: list[str]) -> Embedded:
+        """Vectors of ``texts`` as given (a caller of e5 adds its own prefixes)."""
+        return Embedded(self.embedder.encode_raw(texts), self.embedder.count_tokens(texts))
 
     # -- answers ---------------------------------------------------------------------------------
 
@@ -101,13 +183,27 @@ class RAGService:
             self.retriever, self.settings.answer, self.settings.llm.timeout_s, facts=self.facts
         )
 
+    @property
+    def default_backend(self) -> LLMBackend:
+        return self.settings.llm.backend
+
     def chat_model(self, backend: LLMBackend | None = None) -> BaseChatModel | None:
-        """The model of a backend (None for extractive), built once and shared."""
-        backend = backend or self.settings.llm.backend
+        """The model of a backend (None for extractive), built once and shared.
+
+        A backend that cannot be loaded raises ``LLMError`` (``Unavailable``) when it is the
+        default, ``Unsupported`` when the caller asked for another than the default."""
+        backend = backend or self.default_backend
         with self._models_lock:
             if backend not in self._models:
                 llm = self.settings.llm.model_copy(update={"backend": backend})
-                self._models[backend] = make_chat_model(llm, self.settings.models_dir)
+                try:
+                    self._models[backend] = make_chat_model(llm, self.settings.models_dir)
+                except LLMError as exc:
+                    if backend != self.default_backend:
+                        raise Unsupported(
+                            f"backend '{backend}' is not available here: {exc}"
+                        ) from exc
+                    raise LLMError(f"the LLM backend '{backend}' is not available: {exc}") from exc
             return self._models[backend]
 
     def stream_answer(
@@ -115,19 +211,18 @@ class RAGService:
         question: str,
         backend: LLMBackend | None = None,
         top_k: int | None = None,
-        filters: Filters | dict[str, object] | None = None,
+        filters: FiltersArg = None,
     ) -> Iterator[ChatEvent]:
         """Events: passages, token…, citations, facts (comparison answers), done."""
-        backend = backend or self.settings.llm.backend
-        f = Filters.model_validate(filters) if isinstance(filters, dict) else filters
-        return self.chain.stream(question, self.chat_model(backend), backend, top_k, f)
+        backend = backend or self.default_backend
+        return self.chain.stream(question, self.chat_model(backend), top_k, _filters(filters))
 
     def answer(
         self,
         question: str,
         backend: LLMBackend | None = None,
         top_k: int | None = None,
-        filters: Filters | dict[str, object] | None = None,
+        filters: FiltersArg = None,
     ) -> Answer:
-        backend = backend or self.settings.llm.backend
-        return collect(self.stream_answer(question, backend, top_k, filters), backend)
+        backend = backend or self.default_backend
+        return Answer.from_events(self.stream_answer(question, backend, top_k, filters), backend)

@@ -23,8 +23,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from rag.config import Settings
-from rag.facts import dump_facts
-from rag.schemas import Chunk, Document, DocumentInfo
+from rag.errors import EmbeddingMismatchError as EmbeddingMismatchError  # re-exported
+from rag.errors import StoreError as StoreError
+from rag.errors import StoreUnavailable as StoreUnavailable
+from rag.schemas import Chunk, Document, DocumentInfo, Filters
 
 # One vector for manifest records (Chroma stores a vector with every record).
 _UNIT = [1.0]
@@ -36,18 +38,6 @@ class EmbedderIdentity(Protocol):
 
     @property
     def dimension(self) -> int: ...
-
-
-class StoreError(RuntimeError):
-    pass
-
-
-class EmbeddingMismatchError(StoreError):
-    """The collection was built with another embedding model."""
-
-
-class StoreUnavailable(StoreError):
-    """The Chroma server (``RAG_CHROMA_URL``) cannot be reached; retry once it is back."""
 
 
 class _Guarded:
@@ -121,7 +111,11 @@ def make_client(settings: Settings) -> Any:
 
 class ChromaStore:
     def __init__(self, settings: Settings, embedder: EmbedderIdentity) -> None:
-        """Open (or create) the index; ``embedder.dimension`` is read only to create it."""
+        """Open (or create) the index; ``embedder.dimension`` is read only to create it.
+
+        The create is Chroma's get-or-create, one atomic call: replicas that start together
+        against a fresh server all get the one collection (the metadata given is used only by
+        the call that creates it; the model check below reads what is stored)."""
         from chromadb.errors import NotFoundError
 
         self.client = make_client(settings)
@@ -129,7 +123,7 @@ class ChromaStore:
         try:
             self.chunks = self.client.get_collection(self.name, embedding_function=None)
         except NotFoundError:
-            self.chunks = self.client.create_collection(
+            self.chunks = self.client.get_or_create_collection(
                 self.name,
                 configuration={"hnsw": {"space": "cosine"}},
                 metadata={
@@ -178,6 +172,12 @@ class ChromaStore:
             for doc_id, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
                 out[doc_id] = DocumentInfo(doc_id=doc_id, **dict(meta))
         return out
+
+    def committed_document(self, doc_id: str) -> DocumentInfo | None:
+        """One committed document's record, reading only its manifest entry."""
+        got = self.docs.get(ids=[doc_id], include=["metadatas"])
+        metas = got["metadatas"] or []
+        return DocumentInfo(doc_id=doc_id, **dict(metas[0])) if metas else None
 
     def document_text(self, doc_id: str) -> str | None:
         got = self.docs.get(ids=[doc_id], include=["documents"])
@@ -286,17 +286,17 @@ class ChromaStore:
     def _chunk_meta(doc: Document, c: Chunk) -> dict[str, Any]:
         return _clean_meta(
             {
+                **c.metadata,
                 "doc_id": doc.doc_id,
                 "source": doc.source,
                 "title": doc.title,
                 "date": doc.date,
-                "year": int(doc.date[:4]) if doc.date else None,
+                "year": doc.year,
                 "region": doc.region,
                 "start": c.start,
                 "end": c.end,
                 "chunk_index": c.index,
                 "content_hash": doc.content_hash,
-                "facts": dump_facts(c.facts) if c.facts else None,
             }
         )
 
@@ -327,12 +327,15 @@ class ChromaStore:
     # the hits returned (or for the metadata a filter needs).
 
     def nearest(
-        self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None
+        self, vector: np.ndarray, k: int, filters: Filters | None = None
     ) -> list[tuple[str, float]]:
         """Ids of the ``k`` nearest chunks, committed or not, with cosine similarity (higher is
         closer)."""
         res = self.chunks.query(
-            query_embeddings=[vector], n_results=k, where=where or None, include=["distances"]
+            query_embeddings=[vector],
+            n_results=k,
+            where=where_clause(filters) if filters else None,
+            include=["distances"],
         )
         return [
             (cid, 1.0 - float(dist))
@@ -359,6 +362,24 @@ class ChromaStore:
         return {
             cid: dict(meta) for cid, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
         }
+
+
+def where_clause(filters: Filters) -> dict[str, Any] | None:
+    """The filters as a Chroma ``where`` clause (``Filters.matches`` is the same test in Python)."""
+    clauses: list[dict[str, Any]] = []
+    if isinstance(filters.doc_id, str):
+        clauses.append({"doc_id": filters.doc_id})
+    elif filters.doc_id is not None:
+        clauses.append({"doc_id": {"$in": list(filters.doc_id)}})
+    if filters.region is not None:
+        clauses.append({"region": filters.region})
+    if filters.year_from is not None:
+        clauses.append({"year": {"$gte": filters.year_from}})
+    if filters.year_to is not None:
+        clauses.append({"year": {"$lte": filters.year_to}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 def _info(doc: Document, chunks: int) -> DocumentInfo:

@@ -223,3 +223,10 @@ def guess_region(text: str, title: str = "") -> str | None:
     if _NATIONAL.search(title_n) and not any(score(c) >= 3 for c in counts):
         return "全国"  # a national report: the places in its opening are examples, not its subject
     return max(counts, key=score) if counts else None
+
+
+def index_text(title: str, region: str | None, text: str) -> str:
+    """What is embedded and tokenized for a chunk: its document's title and region as context
+    (so a place named in the question finds the document, and every chunk of it alike), then
+    the chunk, all in the normalized form."""
+    return normalize(f"{title} {region or ''}\n{text}")

@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from eval.metrics import answer_correct
+from rag.bundled.qwen import QWEN_BYTES, build_qwen
 from rag.config import LLMSettings
-from rag.models import QWEN_BYTES, ModelError, build_qwen
+from rag.errors import ModelError
 from rag.schemas import CitationsEvent, TokenEvent
 from rag.service import RAGService
 
@@ -148,8 +149,7 @@ def test_openai_backend_through_a_real_server(seeded: RAGService, openai_server:
     settings = seeded.settings.model_copy(
         update={"llm": LLMSettings(backend="openai", base_url=openai_server, model="qwen")}
     )
-    service = RAGService(settings)
-    service.__dict__["embedder"] = seeded.embedder
+    service = RAGService(settings, embedder=seeded.embedder)
     a = service.answer("城阳区刑事警情平均每年下降多少?")
     assert a.backend == "openai" and not a.refused
     assert "16.2%" in a.answer
@@ -165,7 +165,6 @@ def test_openai_backend_down_falls_back_to_extractive(seeded: RAGService) -> Non
             )
         }
     )
-    service = RAGService(settings)
-    service.__dict__["embedder"] = seeded.embedder
+    service = RAGService(settings, embedder=seeded.embedder)
     a = service.answer("城阳区刑事警情平均每年下降多少?")
     assert a.fallback and "16.2%" in a.answer and a.citations
