@@ -6,13 +6,12 @@ import re
 
 from rag.schemas import Chunk
 from rag.text import Span, content_blocks, strip_span
+from rag.units import NUMERIC_CHARS
 
 # A sentence ends at 。！？；!?; (plus any closing quotes/brackets after it) or at a line break.
 _SENTENCE = re.compile(r"[^。！？；!?;\n]*(?:[。！？；!?;]+[”’」』）)\"']*|\n|$)")
 # Where an over-long sentence may be cut: after a clause mark.
 _CLAUSE_END = re.compile(r"[，,、：:]")
-# Characters that must stay together: digits with their decimal point, percent sign and units.
-_NUMERIC = re.compile(r"[0-9０-９.．%％‰万亿千百十元人次个项吨米年月日号]")
 
 
 def split_sentences(text: str, start: int, end: int) -> list[Span]:
@@ -32,7 +31,7 @@ def _safe_cut(text: str, start: int, limit: int) -> int:
     if clause_ends and clause_ends[-1] > len(window) // 3:
         return start + clause_ends[-1]
     cut = limit
-    while cut > start + 1 and (_NUMERIC.match(text[cut - 1]) or _NUMERIC.match(text[cut])):
+    while cut > start + 1 and (text[cut - 1] in NUMERIC_CHARS or text[cut] in NUMERIC_CHARS):
         cut -= 1
     return cut if cut > start + 1 else limit
 

@@ -9,16 +9,25 @@ from dataclasses import dataclass
 
 from rag.schemas import Citation, Passage
 from rag.text import normalize
+from rag.units import DATES, MEASURES, alternation
 
-# [1], [1,2], [1、2], 【1】, [1][2]
-_MARKER = re.compile(r"[\[【]\s*(\d{1,2}(?:\s*[,，、]\s*\d{1,2})*)\s*[\]】]")
+# The one citation-marker grammar: [1], [1,2], [1、2], 【1】 (and [1][2] as two markers). The chat
+# page (api/static/app.js) uses the same pattern; a test keeps the two equal.
+MARKER = re.compile(r"[\[【]\s*(\d{1,2}(?:\s*[,，、]\s*\d{1,2})*)\s*[\]】]")
 # A sentence, with the markers that follow its closing punctuation ("…52%。[1]").
-_SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]*(?:\s*[\[【]\d[\d,，、\s]*[\]】])*|\n")
-_UNITS = (
-    "万亿元|亿元|万元|元|万亿|亿|万人次|万人|人次|人|%|个百分点|百分点|倍|批|件|项|个|户|所|套|天|"
-    "平方公里|平方米|公里|千米|米|吨|年|月|日"
-)
-_NUMBER = re.compile(rf"(\d+(?:[.,]\d+)*)\s*({_UNITS})?")
+_SENTENCE = re.compile(rf"[^。！？!?\n]+[。！？!?]*(?:\s*{MARKER.pattern})*|\n")
+_NUMBER = re.compile(rf"(\d+(?:[.,]\d+)*)\s*({alternation(MEASURES + DATES)})?")
+
+
+def markers_in(text: str) -> list[int]:
+    """The passage numbers the markers of ``text`` cite, in order, each once."""
+    found = [int(n) for m in MARKER.finditer(text) for n in re.split(r"\s*[,，、]\s*", m.group(1))]
+    return list(dict.fromkeys(found))
+
+
+def strip_markers(text: str) -> str:
+    """``text`` without citation markers (a document's own "[9]" is data, not a citation)."""
+    return MARKER.sub("", text)
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,7 @@ class CheckedSentence:
 
 def numbers_in(text: str) -> list[str]:
     """Numbers with their units, normalized (``52%``, ``660.5亿元``, ``2016年``)."""
-    plain = _MARKER.sub("", normalize(text))
+    plain = strip_markers(normalize(text))
     return [m.group(1).replace(",", "") + (m.group(2) or "") for m in _NUMBER.finditer(plain)]
 
 
@@ -66,7 +75,7 @@ def renumber(answer: str, n_passages: int) -> tuple[str, list[int]]:
                 new.append(order.index(n) + 1)
         return "".join(f"[{k}]" for k in dict.fromkeys(new))
 
-    return _MARKER.sub(sub, answer), order
+    return MARKER.sub(sub, answer), order
 
 
 def check_sentences(
@@ -79,7 +88,7 @@ def check_sentences(
         text = m.group(0)
         if not text.strip():
             continue
-        markers = tuple(dict.fromkeys(int(x) for x in re.findall(r"\[(\d+)\]", text)))
+        markers = tuple(markers_in(text))
         nums = tuple(n for n in numbers_in(text) if n not in given)
         passages = [cited[k].text for k in markers if k in cited]
         verified = all(any(number_in(n, p) for p in passages) for n in nums)
@@ -96,7 +105,7 @@ def attach_missing(
     for m in _SENTENCE.finditer(answer):
         sentence = m.group(0)
         nums = [n for n in numbers_in(sentence) if n not in given]
-        if nums and not _MARKER.search(sentence):
+        if nums and not MARKER.search(sentence):
             holders = [p.n for p in passages if all(number_in(n, p.text) for n in nums)]
             if holders:
                 body = sentence.rstrip("。！？!?.")

@@ -22,10 +22,6 @@ class Written:
     passages: list[Passage]
     facts: list[Fact]
 
-    @property
-    def text(self) -> str:
-        return f"{self.lead}\n{self.body}".strip()
-
 
 # (language, descending?, direction) → how the winner is announced
 _SUPERLATIVE: dict[tuple[str, bool, str | None], str] = {
@@ -90,9 +86,8 @@ def write(comparison: Comparison, lang: str) -> Written:
 
     def cite(f: Fact) -> Fact:
         """The fact with the marker of its clause's passage (numbered on first use)."""
-        fact_key = (f.doc_id, f.start, f.indicator, f.value)
-        if fact_key in cited:
-            return cited[fact_key]
+        if f.key in cited:
+            return cited[f.key]
         key = (f.doc_id, f.start, f.end)
         if key not in markers:
             markers[key] = len(passages) + 1
@@ -110,8 +105,8 @@ def write(comparison: Comparison, lang: str) -> Written:
                     score=1.0,
                 )
             )
-        cited[fact_key] = f.model_copy(update={"marker": markers[key]})
-        return cited[fact_key]
+        cited[f.key] = f.model_copy(update={"marker": markers[key]})
+        return cited[f.key]
 
     def figure(f: Fact) -> str:
         name = f.indicator + (w["target"] if f.kind == "target" else "")
