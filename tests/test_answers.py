@@ -11,8 +11,7 @@ from rag.service import RAGService
 
 def check_quotes(service: RAGService, answer: object) -> None:
     for c in answer.citations:  # type: ignore[attr-defined]
-        text = service.store.document_text(c.doc_id)
-        assert text is not None and text[c.start : c.end] == c.quote
+        assert service.document(c.doc_id).text[c.start : c.end] == c.quote
 
 
 @pytest.mark.parametrize(
@@ -83,7 +82,7 @@ def test_untrustworthy_model_answers_are_replaced_by_the_extractive_one(
     from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
     events = seeded.chain.stream(
-        "城阳区刑事警情平均每年下降多少?", FakeListChatModel(responses=[model_says]), "scripted"
+        "城阳区刑事警情平均每年下降多少?", FakeListChatModel(responses=[model_says])
     )
     final = next(e for e in events if isinstance(e, CitationsEvent))
     assert final.fallback, why
@@ -94,7 +93,7 @@ def test_a_trustworthy_model_answer_is_kept_and_cited(seeded: RAGService) -> Non
     from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
     model = FakeListChatModel(responses=["城阳区刑事警情平均每年下降16.2%。"])
-    events = list(seeded.chain.stream("城阳区刑事警情平均每年下降多少?", model, "scripted"))
+    events = list(seeded.chain.stream("城阳区刑事警情平均每年下降多少?", model))
     final = next(e for e in events if isinstance(e, CitationsEvent))
     assert not final.fallback and final.answer.startswith("城阳区刑事警情平均每年下降16.2%[1]")
     assert final.citations[0].doc_id == "004_525e593bb1f8bd43" and final.citations[0].verified
