@@ -6,18 +6,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from api import errors, observability
-from api.deps import require_key
-from api.limits import ConcurrencyLimitMiddleware, RateLimiter, rate_limit
-from api.routes import chat, documents, embeddings, health, metrics, openai, page, search
+from api.limits import ConcurrencyLimitMiddleware, RateLimiter
+from api.routes import KEYED, health, metrics, page, v1_router
 from rag.config import Settings
-from rag.embeddings import EmbeddingServiceError
+from rag.errors import Unavailable
 from rag.service import RAGService
-from rag.store import StoreUnavailable
 
 
 def create_app(settings: Settings | None = None, service: RAGService | None = None) -> FastAPI:
@@ -31,9 +29,8 @@ def create_app(settings: Settings | None = None, service: RAGService | None = No
         # that is down now is no reason not to start: /readyz says 503 until it is back.
         # The same for an embeddings server (RAG_EMBEDDING__BASE_URL) that is down.
         try:
-            await run_in_threadpool(lambda: svc.embedder.dimension)
-            await run_in_threadpool(lambda: svc.store)
-        except (StoreUnavailable, EmbeddingServiceError) as exc:
+            await run_in_threadpool(svc.warm_up)
+        except Unavailable as exc:
             logging.getLogger("rag.api").warning("starting without the index: %s", exc)
         app.state.service = svc
         yield
@@ -63,21 +60,13 @@ def create_app(settings: Settings | None = None, service: RAGService | None = No
     # Around CORS and the routes: every response (preflights, 4xx errors) has its request id.
     observability.install_request_id_logging()
     app.add_middleware(observability.RequestContextMiddleware, metrics=app.state.metrics)
-    keyed = [Depends(require_key), Depends(rate_limit)]
     app.include_router(health.router)
     page.install(app)  # the chat page at `/` and `/static/*`: open, like the health checks
-    app.include_router(chat.router, dependencies=keyed)
-    app.include_router(openai.router, dependencies=keyed)
-    app.include_router(embeddings.router, dependencies=keyed)
-    app.include_router(search.router, dependencies=keyed)
-    app.include_router(documents.router, dependencies=keyed)
-    app.include_router(metrics.router, dependencies=keyed)
+    app.include_router(v1_router())  # /v1/*: behind the key and the rate limit
+    app.include_router(metrics.router, dependencies=KEYED)
     return app
 
 
 def app_factory() -> FastAPI:
     """For `uvicorn --factory api.app:app_factory` and `rag serve`: settings from the env."""
     return create_app()
-
-
-app = create_app()

@@ -6,7 +6,9 @@
         print(answer.answer, [c.quote for c in answer.citations])
 
 Both return the library's pydantic types and raise ``RAGError`` subclasses carrying the server's
-error body. Tests inject an httpx transport instead of patching.
+error body (``RateLimitError`` for a 429, with the ``Retry-After`` seconds). Tests inject an httpx
+transport instead of patching. Options left out (``top_k``, ``backend`` …) are left to the
+server's settings.
 """
 
 from __future__ import annotations
@@ -15,18 +17,34 @@ import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
 
+from api.schemas import DocumentList
 from rag.schemas import (
     Answer,
     ChatEvent,
     DocumentInfo,
+    DocumentText,
     Filters,
     IngestResult,
     SearchHit,
 )
+
+__all__ = [
+    "AsyncRAGClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "DocumentList",
+    "NotFoundError",
+    "RAGClient",
+    "RAGError",
+    "RateLimitError",
+    "UnavailableError",
+    "ValidationError",
+]
 
 _EVENT = TypeAdapter(ChatEvent)
 
@@ -49,6 +67,17 @@ class NotFoundError(RAGError): ...
 class ValidationError(RAGError): ...
 
 
+class RateLimitError(RAGError):
+    """A 429: past the rate limit (``RAG_RATE_LIMIT``) or too many chats at once
+    (``RAG_MAX_CONCURRENT``). ``retry_after``: the seconds the server asks to wait, if it said."""
+
+    def __init__(
+        self, status: int, type_: str, message: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(status, type_, message)
+        self.retry_after = retry_after
+
+
 class UnavailableError(RAGError): ...
 
 
@@ -63,6 +92,13 @@ _BY_STATUS: dict[int, type[RAGError]] = {
 }
 
 
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):  # absent, or an HTTP date
+        return None
+
+
 def _raise_for(response: httpx.Response) -> None:
     if response.status_code < 400:
         return
@@ -71,7 +107,13 @@ def _raise_for(response: httpx.Response) -> None:
         type_, message = str(err["type"]), str(err["message"])
     except (ValueError, KeyError, TypeError):
         type_, message = "error", response.text[:500]
+    if response.status_code == 429:
+        raise RateLimitError(429, type_, message, _retry_after(response))
     raise _BY_STATUS.get(response.status_code, RAGError)(response.status_code, type_, message)
+
+
+def _doc_url(doc_id: str) -> str:
+    return f"/v1/documents/{quote(doc_id, safe='')}"
 
 
 def _body(first: tuple[str, str], **options: Any) -> dict[str, Any]:
@@ -167,7 +209,12 @@ class RAGClient:
                     yield event
 
     def search(
-        self, query: str, *, top_k: int = 5, mode: str = "hybrid", filters: Filters | None = None
+        self,
+        query: str,
+        *,
+        top_k: int | None = None,
+        mode: str = "hybrid",
+        filters: Filters | None = None,
     ) -> list[SearchHit]:
         body = _body(("query", query), top_k=top_k, mode=mode, filters=filters)
         return [
@@ -179,11 +226,20 @@ class RAGClient:
         return [IngestResult.model_validate(d) for d in data["documents"]]
 
     def documents(self, offset: int = 0, limit: int = 100) -> list[DocumentInfo]:
+        """One page of the documents (``documents_page`` also says how many there are)."""
+        return self.documents_page(offset, limit).documents
+
+    def documents_page(self, offset: int = 0, limit: int = 100) -> DocumentList:
+        """One page of the documents, with ``total``, the number of documents in all."""
         data = self._json("GET", "/v1/documents", params={"offset": offset, "limit": limit})
-        return [DocumentInfo.model_validate(d) for d in data["documents"]]
+        return DocumentList.model_validate(data)
+
+    def document(self, doc_id: str) -> DocumentText:
+        """A document with its full text (citation offsets index it); ``NotFoundError`` if none."""
+        return DocumentText.model_validate(self._json("GET", _doc_url(doc_id)))
 
     def delete(self, doc_id: str) -> None:
-        self._json("DELETE", f"/v1/documents/{doc_id}")
+        self._json("DELETE", _doc_url(doc_id))
 
     def health(self) -> dict[str, Any]:
         return dict(self._json("GET", "/readyz"))
@@ -247,7 +303,12 @@ class AsyncRAGClient:
                     yield event
 
     async def search(
-        self, query: str, *, top_k: int = 5, mode: str = "hybrid", filters: Filters | None = None
+        self,
+        query: str,
+        *,
+        top_k: int | None = None,
+        mode: str = "hybrid",
+        filters: Filters | None = None,
     ) -> list[SearchHit]:
         body = _body(("query", query), top_k=top_k, mode=mode, filters=filters)
         data = await self._json("POST", "/v1/search", json=body)
@@ -258,11 +319,20 @@ class AsyncRAGClient:
         return [IngestResult.model_validate(d) for d in data["documents"]]
 
     async def documents(self, offset: int = 0, limit: int = 100) -> list[DocumentInfo]:
+        """One page of the documents (``documents_page`` also says how many there are)."""
+        return (await self.documents_page(offset, limit)).documents
+
+    async def documents_page(self, offset: int = 0, limit: int = 100) -> DocumentList:
+        """One page of the documents, with ``total``, the number of documents in all."""
         data = await self._json("GET", "/v1/documents", params={"offset": offset, "limit": limit})
-        return [DocumentInfo.model_validate(d) for d in data["documents"]]
+        return DocumentList.model_validate(data)
+
+    async def document(self, doc_id: str) -> DocumentText:
+        """A document with its full text (citation offsets index it); ``NotFoundError`` if none."""
+        return DocumentText.model_validate(await self._json("GET", _doc_url(doc_id)))
 
     async def delete(self, doc_id: str) -> None:
-        await self._json("DELETE", f"/v1/documents/{doc_id}")
+        await self._json("DELETE", _doc_url(doc_id))
 
     async def health(self) -> dict[str, Any]:
         return dict(await self._json("GET", "/readyz"))

@@ -1,4 +1,5 @@
-"""Dependencies: the one RAGService of the app, and the API-key check."""
+"""Dependencies and checks the routes share: the one RAGService of the app, the API-key check,
+the question check, loading an answer's backend."""
 
 from __future__ import annotations
 
@@ -6,13 +7,19 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import APIError
+from rag.config import LLMBackend, Settings
 from rag.service import RAGService
 
 
 def get_service(request: Request) -> RAGService:
     return request.app.state.service  # type: ignore[no-any-return]
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
 
 
 def require_key(request: Request) -> None:
@@ -29,3 +36,21 @@ def require_key(request: Request) -> None:
 
 
 Service = Annotated[RAGService, Depends(get_service)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def check_question(question: str, settings: Settings, field: str = "question") -> None:
+    """Blank or longer than ``max_question_chars``: a 422 (one rule for /v1/chat,
+    /v1/chat/completions and /v1/search)."""
+    limit = settings.max_question_chars
+    if not question.strip():
+        raise APIError(422, f"{field}: must not be blank")
+    if len(question) > limit:
+        raise APIError(422, f"{field}: longer than {limit} characters")
+
+
+async def load_backend(service: RAGService, backend: LLMBackend) -> None:
+    """Load the backend's model before answering, so that a backend this server cannot run is
+    an error response rather than an error event (the service raises ``Unsupported`` → 422 for
+    a backend other than the default, ``LLMError`` → 503 for the default one)."""
+    await run_in_threadpool(service.chat_model, backend)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ from api.client import (
     RAGClient,
     ValidationError,
 )
-from rag.schemas import CitationsEvent, PassagesEvent
-from rag.service import RAGService
+from rag.config import LLMBackend
+from rag.errors import StoreUnavailable
+from rag.schemas import ChatEvent, CitationsEvent, ErrorEvent, PassagesEvent
+from rag.service import FiltersArg, RAGService
 
 from .conftest import serve, service_copy
 
@@ -136,6 +139,111 @@ def test_errors_are_4xx_with_one_json_body(server: str) -> None:
     assert doc["source"] == "passwd.txt" and doc["status"] == "failed"
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        (
+            "/v1/chat",
+            {"question": "延吉市", "history": [{"role": "user", "content": "hi"}]},
+            "history",
+        ),
+        ("/v1/chat", {"question": "延吉市", "topk": 3}, "topk"),
+        ("/v1/chat", {"question": "延吉市", "filters": {"doc_id": "a"}, "filter": {}}, "filter"),
+        ("/v1/search", {"query": "延吉市", "top": 3}, "top"),
+        ("/v1/search", {"query": "延吉市", "stream": True}, "stream"),
+    ],
+)
+def test_unknown_fields_are_a_422_not_ignored(
+    server: str, path: str, body: dict[str, object], field: str
+) -> None:
+    r = httpx.post(f"{server}{path}", json=body, headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["type"] == "validation_error" and error["message"].startswith(f"{field}: ")
+
+
+def test_search_query_limit_and_top_k_come_from_the_settings(
+    server: str, client: RAGClient, seeded: RAGService
+) -> None:
+    h = {"Authorization": f"Bearer {KEY}"}
+    # max_question_chars (200 here) bounds a query as it does a question, with the same message
+    for query, message in (
+        ("长" * 201, "query: longer than 200 characters"),
+        ("  ", "query: must not be blank"),
+    ):
+        r = httpx.post(f"{server}/v1/search", json={"query": query}, headers=h)
+        assert r.status_code == 422 and r.json()["error"]["message"] == message
+    assert len(client.search("长" * 200, top_k=1)) <= 1
+    # no top_k: the server's answer.top_k (5 by default), from the client as from raw HTTP
+    default = seeded.settings.answer.top_k
+    assert len(client.search("延吉市信访")) == default
+    raw = httpx.post(f"{server}/v1/search", json={"query": "延吉市信访"}, headers=h).json()
+    assert len(raw["hits"]) == default
+
+
+DOWN = "the Chroma server at http://127.0.0.1:9 cannot be reached"
+SECRET = "secret internals: /srv/keys/prod.pem"
+
+
+class FailingService(RAGService):
+    """The real service, whose answers fail as the question says: ``down`` as a part that is
+    unavailable, anything else as a bug whose text must never reach a client."""
+
+    def stream_answer(
+        self,
+        question: str,
+        backend: LLMBackend | None = None,
+        top_k: int | None = None,
+        filters: FiltersArg = None,
+    ) -> Iterator[ChatEvent]:
+        def fail() -> Iterator[ChatEvent]:
+            yield from ()
+            if question == "down":
+                raise StoreUnavailable(DOWN)
+            raise RuntimeError(SECRET)
+
+        return fail()
+
+
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory: pytest.TempPathFactory, seeded: RAGService) -> Iterator[str]:
+    llm = seeded.settings.llm.model_copy(update={"backend": "extractive"})
+    settings = seeded.settings.model_copy(
+        update={"data_dir": tmp_path_factory.mktemp("failing"), "llm": llm}
+    )
+    with serve(create_app(settings, FailingService(settings, embedder=seeded.embedder))) as base:
+        yield base
+
+
+@pytest.mark.parametrize(
+    ("question", "status", "type_", "message"),
+    [("down", 503, "unavailable", DOWN), ("boom", 500, "internal_error", "internal error")],
+)
+def test_streams_report_errors_as_the_json_body_does(
+    failing: str, question: str, status: int, type_: str, message: str
+) -> None:
+    """JSON or a stream, /v1/chat or the OpenAI route: one type name and one message per error,
+    and an unexpected error's text is never sent."""
+    error = {"type": type_, "message": message}
+    plain = httpx.post(f"{failing}/v1/chat", json={"question": question})
+    assert (plain.status_code, plain.json()) == (status, {"error": error})
+    with RAGClient(failing) as c:
+        events = list(c.stream_chat(question))
+    assert events == [ErrorEvent(type=type_, message=message)]
+
+    messages = [{"role": "user", "content": question}]
+    oai = httpx.post(f"{failing}/v1/chat/completions", json={"messages": messages})
+    assert (oai.status_code, oai.json()) == (status, {"error": error})
+    streamed = httpx.post(
+        f"{failing}/v1/chat/completions", json={"messages": messages, "stream": True}
+    )
+    assert streamed.status_code == 200  # the stream had started: the error is its last chunk
+    data = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
+    assert [json.loads(d) for d in data] == [{"error": error}]
+    for r in (plain, oai, streamed):
+        assert SECRET not in r.text and "RuntimeError" not in r.text
+
+
 def test_client_raises_typed_errors(server: str) -> None:
     with RAGClient(server, api_key="wrong") as bad, pytest.raises(AuthenticationError):
         bad.search("x")
@@ -147,13 +255,11 @@ def test_client_raises_typed_errors(server: str) -> None:
 def test_harness_over_http_gives_the_library_figures(
     server: str, seeded: RAGService, tmp_path: Path
 ) -> None:
-    import json
-
     from typer.testing import CliRunner
 
-    from eval.cli import LocalTarget
     from eval.datasets import load_dataset
     from eval.runner import score_retrieval
+    from eval.targets import LocalTarget
     from rag import cli
 
     res = CliRunner().invoke(

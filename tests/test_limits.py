@@ -12,8 +12,8 @@ import httpx
 from api.app import create_app
 from api.limits import RateLimiter
 from rag.config import LLMBackend
-from rag.schemas import ChatEvent, Filters
-from rag.service import RAGService
+from rag.schemas import ChatEvent
+from rag.service import FiltersArg, RAGService
 
 from .conftest import serve, service_copy
 
@@ -53,8 +53,7 @@ class GatedService(RAGService):
     """The real service, holding each answer until ``gate`` opens."""
 
     def __init__(self, base: RAGService) -> None:
-        super().__init__(base.settings)
-        self.__dict__.update({k: v for k, v in base.__dict__.items() if k == "embedder"})
+        super().__init__(base.settings, embedder=base.embedder)
         self.entered = threading.Event()
         self.gate = threading.Event()
 
@@ -63,7 +62,7 @@ class GatedService(RAGService):
         question: str,
         backend: LLMBackend | None = None,
         top_k: int | None = None,
-        filters: Filters | dict[str, object] | None = None,
+        filters: FiltersArg = None,
     ) -> Iterator[ChatEvent]:
         events = super().stream_answer(question, backend, top_k, filters)
         self.entered.set()

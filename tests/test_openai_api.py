@@ -35,16 +35,10 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 QUESTION = "延吉市2016年集体访人次同比下降了多少?"
 
 
-@dataclass
-class Served:
-    base: str
-    service: RAGService
-
-
 @pytest.fixture(scope="module")
-def served(
+def server(
     tmp_path_factory: pytest.TempPathFactory, seeded: RAGService, seeds_dir: Path
-) -> Iterator[Served]:
+) -> Iterator[str]:
     """The app on its own index, keys on, `extractive` as the default backend."""
     service = service_copy(
         seeded,
@@ -55,12 +49,7 @@ def served(
     )
     service.ingest([seeds_dir])
     with serve(create_app(service.settings, service)) as base:
-        yield Served(base, service)
-
-
-@pytest.fixture
-def server(served: Served) -> str:
-    return served.base
+        yield base
 
 
 @pytest.fixture
@@ -155,6 +144,23 @@ def test_langchain_chat_openai_plain_and_streaming(server: str) -> None:
     assert "52%" in str(reply.content)
     streamed = "".join(str(c.content) for c in llm.stream(QUESTION))
     assert streamed == reply.content
+
+
+def test_openai_fields_we_do_not_use_are_accepted(server: str) -> None:
+    """Unlike /v1/chat, the OpenAI route ignores what it does not know: clients send it."""
+    body = {
+        "model": "extractive",
+        "messages": [{"role": "user", "content": QUESTION, "name": "alice"}],
+        "user": "user-123",
+        "seed": 7,
+        "presence_penalty": 0.5,
+        "logit_bias": {"50256": -100},
+        "response_format": {"type": "text"},
+        "some_future_option": True,
+    }
+    r = httpx.post(f"{server}/v1/chat/completions", headers=AUTH, json=body)
+    assert r.status_code == 200, r.text
+    assert "52%" in r.json()["choices"][0]["message"]["content"]
 
 
 def test_openai_errors_keep_the_json_error_body(server: str, oai: OpenAI) -> None:
@@ -264,6 +270,33 @@ class TokenCounter(BaseCallbackHandler):
         self.tokens += 1
 
 
+SCRIPTED_TOKENS = 400  # 8 s of generation at 20 ms a token
+
+
+@dataclass
+class Scripted:
+    base: str
+    counter: TokenCounter
+
+
+@pytest.fixture(scope="module")
+def scripted(
+    tmp_path_factory: pytest.TempPathFactory, seeded: RAGService, seeds_dir: Path
+) -> Iterator[Scripted]:
+    """The seeds on an index of their own, with a scripted model given to the service as its
+    `local` backend (extractive stays the default)."""
+    counter = TokenCounter()
+    model = FakeListChatModel(responses=["ζ" * SCRIPTED_TOKENS], sleep=0.02, callbacks=[counter])
+    llm = seeded.settings.llm.model_copy(update={"backend": "extractive"})
+    settings = seeded.settings.model_copy(
+        update={"data_dir": tmp_path_factory.mktemp("scripted"), "api_keys": KEY, "llm": llm}
+    )
+    service = RAGService(settings, embedder=seeded.embedder, chat_models={"local": model})
+    service.ingest([seeds_dir])
+    with serve(create_app(settings, service)) as base:
+        yield Scripted(base, counter)
+
+
 @pytest.mark.parametrize(
     ("path", "body"),
     [
@@ -275,30 +308,25 @@ class TokenCounter(BaseCallbackHandler):
     ],
 )
 def test_a_client_that_disconnects_mid_stream_stops_generation(
-    served: Served, path: str, body: dict[str, object]
+    scripted: Scripted, path: str, body: dict[str, object]
 ) -> None:
-    total = 400  # 8 s of generation at 20 ms a token
-    counter = TokenCounter()
-    model = FakeListChatModel(responses=["ζ" * total], sleep=0.02, callbacks=[counter])
-    served.service._models["local"] = model  # the scripted model stands in for the local LLM
-    try:
-        with (
-            httpx.Client(base_url=served.base, headers=AUTH, timeout=30) as http,
-            http.stream("POST", path, json=body) as r,
-        ):
-            assert r.status_code == 200
-            seen = 0
-            for line in r.iter_lines():
-                seen += line.startswith("data:") and "ζ" in line
-                if seen >= 5:
-                    break
-        # the response is closed unread: the connection drops
-        time.sleep(1.0)
-        stopped_at = counter.tokens
-        time.sleep(1.0)
-        assert counter.tokens == stopped_at, "the model kept generating after the client left"
-        assert 5 <= stopped_at < total // 4
-    finally:
-        served.service._models.pop("local", None)
-    metrics = httpx.get(f"{served.base}/metrics", headers=AUTH).text
+    counter = scripted.counter
+    counter.tokens = 0
+    with (
+        httpx.Client(base_url=scripted.base, headers=AUTH, timeout=30) as http,
+        http.stream("POST", path, json=body) as r,
+    ):
+        assert r.status_code == 200
+        seen = 0
+        for line in r.iter_lines():
+            seen += line.startswith("data:") and "ζ" in line
+            if seen >= 5:
+                break
+    # the response is closed unread: the connection drops
+    time.sleep(1.0)
+    stopped_at = counter.tokens
+    time.sleep(1.0)
+    assert counter.tokens == stopped_at, "the model kept generating after the client left"
+    assert 5 <= stopped_at < SCRIPTED_TOKENS // 4
+    metrics = httpx.get(f"{scripted.base}/metrics", headers=AUTH).text
     assert _metric(metrics, "rag_answers_total", backend="local", outcome="aborted") >= 1

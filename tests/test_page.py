@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.routes.page import CSP
+from api.routes.page import CSP, STATIC_DIR
+from rag import citations
 from rag.service import RAGService
 
 from .conftest import ROOT, require, serve, service_copy
@@ -55,6 +57,14 @@ HOSTILE = (
     "<script>window.__pwned=2</script>，同比增长7%。\n"
     "其他内容与蓝莓无关。\n"
 )
+
+
+def test_the_page_reads_citation_markers_with_the_library_grammar() -> None:
+    """app.js turns markers into buttons with the very pattern the library parses them with."""
+    source = (STATIC_DIR / "app.js").read_text(encoding="utf-8")
+    literals = re.findall(r"^\s*const CITATION_MARKER = /(.+)/[dgimsuvy]*;\s*$", source, re.M)
+    assert len(literals) == 1, "app.js must define CITATION_MARKER once, as a regex literal"
+    assert literals[0] == citations.MARKER.pattern
 
 
 @pytest.fixture(scope="module")

@@ -4,35 +4,17 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath, PureWindowsPath
 
-from fastapi import APIRouter, Query, Request, UploadFile
-from pydantic import BaseModel
+from fastapi import APIRouter, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Service
+from api.deps import AppSettings, Service
 from api.errors import APIError
+from api.schemas import Deleted, DocumentList, UploadResponse
+from rag.errors import NotFound
 from rag.loaders import SUPPORTED_SUFFIXES
-from rag.schemas import DocumentInfo, IngestResult
+from rag.schemas import DocumentText
 
 router = APIRouter(tags=["documents"])
-
-
-class DocumentList(BaseModel):
-    documents: list[DocumentInfo]
-    total: int
-    offset: int
-    limit: int
-
-
-class DocumentText(DocumentInfo):
-    text: str
-
-
-class UploadResponse(BaseModel):
-    documents: list[IngestResult]
-
-
-class Deleted(BaseModel):
-    deleted: str
 
 
 @router.get("/v1/documents", response_model=DocumentList)
@@ -47,11 +29,7 @@ async def list_documents(
 
 @router.get("/v1/documents/{doc_id}", response_model=DocumentText)
 async def get_document(doc_id: str, service: Service) -> DocumentText:
-    info = {d.doc_id: d for d in await run_in_threadpool(service.documents)}.get(doc_id)
-    text = await run_in_threadpool(service.store.document_text, doc_id) if info else None
-    if info is None or text is None:
-        raise APIError(404, f"no document with doc_id '{doc_id}'")
-    return DocumentText(**info.model_dump(), text=text)
+    return await run_in_threadpool(service.document, doc_id)  # NotFound: a 404
 
 
 def safe_name(name: str | None) -> str:
@@ -70,8 +48,8 @@ def safe_name(name: str | None) -> str:
 
 
 @router.post("/v1/documents", response_model=UploadResponse)
-async def upload(file: list[UploadFile], request: Request, service: Service) -> UploadResponse:
-    limit = request.app.state.settings.max_upload_bytes
+async def upload(file: list[UploadFile], service: Service, settings: AppSettings) -> UploadResponse:
+    limit = settings.max_upload_bytes
     items = []
     for f in file:
         name = safe_name(f.filename)
@@ -86,5 +64,5 @@ async def upload(file: list[UploadFile], request: Request, service: Service) -> 
 @router.delete("/v1/documents/{doc_id}", response_model=Deleted)
 async def delete(doc_id: str, service: Service) -> Deleted:
     if not await run_in_threadpool(service.delete_document, doc_id):
-        raise APIError(404, f"no document with doc_id '{doc_id}'")
+        raise NotFound(f"no document with doc_id '{doc_id}'")
     return Deleted(deleted=doc_id)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 from typing import Literal
 
-import numpy as np
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -54,7 +53,6 @@ class EmbeddingResponse(BaseModel):
 
 @router.post("/v1/embeddings", response_model=EmbeddingResponse)
 async def embeddings(req: EmbeddingRequest, service: Service) -> EmbeddingResponse:
-    embedder = service.embedder
     texts = [req.input] if isinstance(req.input, str) else list(req.input)
     if not texts or len(texts) > MAX_INPUTS:
         raise APIError(400, f"input: give 1 to {MAX_INPUTS} texts")
@@ -63,18 +61,16 @@ async def embeddings(req: EmbeddingRequest, service: Service) -> EmbeddingRespon
             raise APIError(400, f"input[{i}]: each text must have 1 to {MAX_INPUT_CHARS} chars")
     if sum(map(len, texts)) > MAX_TOTAL_CHARS:
         raise APIError(400, f"input: more than {MAX_TOTAL_CHARS} chars in all; send batches")
-    if req.model is not None and req.model != embedder.name:
+    name = await run_in_threadpool(lambda: service.embedding_model)
+    if req.model is not None and req.model != name:
         raise APIError(
-            404,
-            f"model '{req.model}' is not served here; this server embeds with '{embedder.name}'",
+            404, f"model '{req.model}' is not served here; this server embeds with '{name}'"
         )
-    if req.dimensions is not None and req.dimensions != embedder.dimension:
-        raise APIError(400, f"dimensions: this model gives {embedder.dimension}")
-
-    def run() -> tuple[np.ndarray, int]:
-        return embedder.encode_raw(texts), embedder.count_tokens(texts)
-
-    vectors, tokens = await run_in_threadpool(run)
+    if req.dimensions is not None:
+        dim = await run_in_threadpool(lambda: service.embedding_dim)
+        if req.dimensions != dim:
+            raise APIError(400, f"dimensions: this model gives {dim}")
+    embedded = await run_in_threadpool(service.embed, texts)
     data = [
         EmbeddingData(
             index=i,
@@ -84,10 +80,10 @@ async def embeddings(req: EmbeddingRequest, service: Service) -> EmbeddingRespon
                 else [float(x) for x in v]
             ),
         )
-        for i, v in enumerate(vectors)
+        for i, v in enumerate(embedded.vectors)
     ]
     return EmbeddingResponse(
         data=data,
-        model=embedder.name,
-        usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+        model=name,
+        usage=EmbeddingUsage(prompt_tokens=embedded.tokens, total_tokens=embedded.tokens),
     )

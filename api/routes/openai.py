@@ -3,10 +3,13 @@
 The last user message is the question (earlier turns and system messages are ignored: answers
 come from the documents). ``model`` picks the backend when it names one (local, openai,
 extractive); any other name gets the default backend. Sampling options (``temperature``,
-``max_tokens`` …) are accepted and ignored: decoding is greedy and capped by the settings.
-Extra top-level fields carry what OpenAI's format has no place for: ``citations`` and
-``passages`` (and, on the last chunk of a stream, ``answer``, the final text that the citation
-markers refer to, which can differ from the streamed tokens when the answer was corrected).
+``max_tokens`` …) are accepted and ignored: decoding is greedy and capped by the settings. Unlike
+``/v1/chat``, which refuses unknown fields, this route accepts and ignores fields it does not
+know (``user``, ``tools``, ``response_format`` …): OpenAI's clients send them as a matter of course.
+The response's extra top-level fields carry what OpenAI's format has no place for:
+``citations`` and ``passages`` (and, on the last chunk of a stream, ``answer``, the final text
+that the citation markers refer to, which can differ from the streamed tokens when the answer
+was corrected).
 """
 
 from __future__ import annotations
@@ -22,12 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Service
+from api.deps import AppSettings, Service, check_question, load_backend
 from api.errors import APIError
 from api.observability import AppMetrics
-from api.routes.chat import check_question, iterate_closing, load_backend
-from rag.chain import collect
-from rag.config import LLMBackend
+from api.streaming import SSE, iterate_closing, openai_error
+from rag.config import LLMBackend, Settings
 from rag.schemas import (
     Answer,
     Citation,
@@ -112,12 +114,12 @@ class ChatCompletion(BaseModel):
     fallback: bool = False
 
 
-def _question(req: ChatCompletionRequest, request: Request) -> str:
+def _question(req: ChatCompletionRequest, settings: Settings) -> str:
     user = [m for m in req.messages if m.role == "user"]
     if not user:
         raise APIError(422, "messages: no message with role 'user'")
     question = user[-1].text()
-    check_question(question, request, "messages")
+    check_question(question, settings, "messages")
     return question
 
 
@@ -128,10 +130,14 @@ def _usage(prompt: float | None, completion: int) -> Usage:
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion)
 async def chat_completions(
-    req: ChatCompletionRequest, request: Request, service: Service, metrics: AppMetrics
+    req: ChatCompletionRequest,
+    request: Request,
+    service: Service,
+    settings: AppSettings,
+    metrics: AppMetrics,
 ) -> Any:
-    question = _question(req, request)
-    backend = _BACKENDS.get(req.model, service.settings.llm.backend)
+    question = _question(req, settings)
+    backend = _BACKENDS.get(req.model, service.default_backend)
     await load_backend(service, backend)
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if not req.stream:
@@ -139,7 +145,7 @@ async def chat_completions(
         def answer() -> tuple[Answer, int]:
             events = list(metrics.observe(service.stream_answer(question, backend), backend))
             tokens = sum(isinstance(e, TokenEvent) for e in events)
-            return collect(iter(events), backend), tokens
+            return Answer.from_events(events, backend), tokens
 
         a, tokens = await run_in_threadpool(answer)
         return ChatCompletion(
@@ -154,7 +160,7 @@ async def chat_completions(
             fallback=a.fallback,
         )
 
-    def chunk(choices: list[dict[str, Any]], **extra: Any) -> dict[str, str]:
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> SSE:
         body = {
             "id": cid,
             "object": "chat.completion.chunk",
@@ -168,7 +174,7 @@ async def chat_completions(
     def delta(content: dict[str, str], finish: str | None = None) -> list[dict[str, Any]]:
         return [{"index": 0, "delta": content, "finish_reason": finish, "logprobs": None}]
 
-    async def chunks() -> AsyncIterator[dict[str, str]]:
+    async def chunks() -> AsyncIterator[SSE]:
         streamed = 0
         final: CitationsEvent | None = None
         try:
@@ -196,9 +202,7 @@ async def chat_completions(
                         usage = _usage(e.timings.get("prompt_tokens"), streamed)
                         yield chunk([], usage=usage.model_dump())
         except Exception as exc:
-            # OpenAI's clients raise on a chunk with an "error" field; the body is ours.
-            error = {"type": type(exc).__name__, "message": str(exc)}
-            yield {"data": json.dumps({"error": error}, ensure_ascii=False)}
+            yield openai_error(request, exc)
             return
         yield {"data": "[DONE]"}
 

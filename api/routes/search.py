@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Service
+from api.deps import AppSettings, Service, check_question
 from rag.retrieval import SearchMode
 from rag.schemas import Filters, SearchResponse
 
@@ -14,13 +14,20 @@ router = APIRouter(tags=["search"])
 
 
 class SearchRequest(BaseModel):
-    query: str = Field(min_length=1, max_length=2000)
-    top_k: int = Field(5, ge=1, le=100)
+    """Unknown fields are a 422 (a misspelt option is not silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(
+        min_length=1, description="at most the server's max_question_chars (RAG_MAX_QUESTION_CHARS)"
+    )
+    top_k: int | None = Field(None, ge=1, le=100, description="default: the server's answer.top_k")
     mode: SearchMode = "hybrid"
     filters: Filters | None = None
 
 
 @router.post("/v1/search", response_model=SearchResponse)
-async def search(req: SearchRequest, service: Service) -> SearchResponse:
+async def search(req: SearchRequest, service: Service, settings: AppSettings) -> SearchResponse:
+    check_question(req.query, settings, "query")
     hits = await run_in_threadpool(service.search, req.query, req.top_k, req.mode, req.filters)
     return SearchResponse(hits=hits)

@@ -6,6 +6,10 @@
 (() => {
   const KEY_STORAGE = "rag.apiKey";
   const $ = (id) => document.getElementById(id);
+  // A citation marker: [1], [1,2], [1、2], 【1】. The source is rag.citations.MARKER's pattern,
+  // character for character (tests/test_page.py checks it): one grammar on both sides.
+  const CITATION_MARKER = /[\[【]\s*(\d{1,2}(?:\s*[,，、]\s*\d{1,2})*)\s*[\]】]/g;
+  const MARKER_SEPARATOR = /\s*[,，、]\s*/;
 
   // ---- small DOM helpers -------------------------------------------------------------------
 
@@ -248,16 +252,18 @@
     );
   }
 
-  /** The final answer, with every `[n]` that resolves to a citation as a button. */
+  /** The final answer, with every marker number that resolves to a citation as a button
+   * (`[1,2]` becomes the buttons [1][2]); a marker none of whose numbers resolves stays text. */
   function renderAnswer(run, text) {
     const box = $("answer-text");
     clear(box);
-    const pattern = /\[(\d+)\]/g;
     let last = 0;
-    for (let m = pattern.exec(text); m; m = pattern.exec(text)) {
-      const button = citeButton(run, Number(m[1]));
-      if (!button) continue;
-      box.append(document.createTextNode(text.slice(last, m.index)), button);
+    // matchAll iterates a copy of the regex: no lastIndex shared between calls
+    for (const m of text.matchAll(CITATION_MARKER)) {
+      const markers = m[1].split(MARKER_SEPARATOR).map(Number);
+      if (!markers.some((n) => run.citations.has(n))) continue;
+      const parts = markers.map((n) => citeButton(run, n) || `[${n}]`);
+      box.append(document.createTextNode(text.slice(last, m.index)), ...parts);
       last = m.index + m[0].length;
     }
     box.append(document.createTextNode(text.slice(last)));
