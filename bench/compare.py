@@ -38,20 +38,24 @@ from langchain_core.prompts import ChatPromptTemplate
 from rich.console import Console
 from rich.table import Table
 
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import prompts
+from bench._results import default_json, write_json
 from eval import metrics as M
-from eval.cli import eval_settings
 from eval.datasets import Dataset, Sample, load_dataset
 from eval.runner import RETRIEVAL_DEPTH, ingest_corpus, score_answers
-from rag.chain import _MODEL_REFUSAL, AnswerChain, collect, stream_text
+from eval.targets import eval_settings
+from rag.chain import AnswerChain
 from rag.config import LLMBackend, Settings
 from rag.embeddings import Embedder
+from rag.generation import MODEL_REFUSAL, stream_text
 from rag.llm import ChatLlamaCpp
 from rag.retrieval import SearchMode
 from rag.schemas import Answer
 from rag.service import RAGService
 
-ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = ("baseline", "bm25", "dense", "ours")
 DATASETS = ("seeds", "gov", "cmrc2018", "drcd")
 ANSWER_SETS = ("seeds", "gov")  # the others are reading-comprehension sets: retrieval only
@@ -158,7 +162,8 @@ class Baseline:
         return Answer(
             answer=text,
             backend=backend,
-            refused=bool(_MODEL_REFUSAL.search(text)),
+            # the phrase alone, as before (``is_refusal`` also wants no [n] marker)
+            refused=bool(MODEL_REFUSAL.search(text)),
             timings=timings,
         )
 
@@ -178,10 +183,11 @@ class Pipelines:
         skip_ingest: bool = False,
     ) -> None:
         self.ds = ds
-        self.service = RAGService(eval_settings(ds.name))
-        self.service.__dict__["embedder"] = embedder  # one embedder, loaded once
-        self.service._models = models  # one LLM, loaded once, shared by every dataset
-        if skip_ingest and self.service.store.committed():
+        # One embedder, loaded once; one LLM, loaded once and shared by every dataset: ``models``
+        # holds those loaded so far (``model`` adds to it).
+        self.models = models
+        self.service = RAGService(eval_settings(ds.name), embedder=embedder, chat_models=models)
+        if skip_ingest and self.service.documents():
             err.print(f"{ds.name}: our index as it is (--skip-ingest)")
         else:
             err.print(f"{ds.name}: our index (cached after the first run)…")
@@ -198,6 +204,11 @@ class Pipelines:
                 facts=self.service.facts,
             )
 
+    def model(self, backend: LLMBackend) -> BaseChatModel | None:
+        """The backend's model (None for extractive), loaded once for every dataset."""
+        model = self.models[backend] = self.service.chat_model(backend)
+        return model
+
     def search(self, pipeline: str, question: str, k: int) -> list[str]:
         if pipeline == "baseline":
             return self.baseline.search(question, k)
@@ -205,7 +216,7 @@ class Pipelines:
         return [h.text for h in self.service.search(question, top_k=k, mode=mode)]
 
     def answer(self, pipeline: str, question: str, backend: LLMBackend) -> Answer:
-        model = self.service.chat_model(backend)
+        model = self.model(backend)
         if isinstance(model, ChatLlamaCpp):
             # llama.cpp reuses the KV cache of the previous prompt's common prefix: the second
             # pipeline given the same prompt would skip its prefill. Every answer starts cold.
@@ -214,7 +225,7 @@ class Pipelines:
             return self.baseline.answer(question, model, backend)
         if pipeline == "ours":
             return self.service.answer(question, backend=backend)
-        return collect(self.chains[pipeline].stream(question, model, backend), backend)
+        return Answer.from_events(self.chains[pipeline].stream(question, model), backend)
 
 
 class _Target:
@@ -456,7 +467,7 @@ def run(
             if pipes is None:
                 pipes = Pipelines(ds, embedder, models, data_dir, skip_ingest)
             if level == "answer" and backend != "extractive":
-                pipes.service.chat_model(backend)  # load outside the timings
+                pipes.model(backend)  # load outside the timings
             for p in pipelines:  # warm every pipeline (index opened, jieba, BM25) untimed
                 pipes.search(p, samples[0].question, RETRIEVAL_DEPTH)
             for i, (s, p) in enumerate(todo, start=1):
@@ -524,11 +535,7 @@ def main() -> None:
     resume.add_argument("--fresh", action="store_true", help="forget the checkpoint, start over")
     ap.add_argument("--checkpoint", type=Path, default=None, help="default: <data dir>/bench/")
     ap.add_argument("--note", default="", help="about the machine during the run (recorded)")
-    ap.add_argument(
-        "--json-out",
-        type=Path,
-        default=ROOT / "bench" / "results" / f"compare-{datetime.now(UTC):%Y%m%dT%H%M%S}.json",
-    )
+    ap.add_argument("--json-out", type=Path, default=default_json("compare"))
     args = ap.parse_args()
     datasets = _csv(args.datasets, DATASETS, "--datasets")
     pipelines = _csv(args.pipelines, PIPELINES, "--pipelines")
@@ -552,35 +559,32 @@ def main() -> None:
         args.skip_ingest,
     )
     print_tables(results, args.backend)
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "python": sys.version.split()[0],
-                    "loadavg_before": load_before,
-                    "loadavg_after": os.getloadavg(),
-                    "note": args.note,
-                },
-                "backend": args.backend,
-                "embedder": {"model": embedder.name, "backend": embedder.backend},
-                "limit": args.limit,
-                "answer_limit": args.answer_limit,
-                "skip_ingest": args.skip_ingest,
-                "seconds": round(time.perf_counter() - t0, 1),
-                "checkpoint": str(checkpoint),
-                "baseline": {
-                    "splitter": f"RecursiveCharacterTextSplitter({CHUNK_SIZE}, {CHUNK_OVERLAP})",
-                    "top_k": BASELINE_TOP_K,
-                    "prompt": "prompts/baseline_stuff.md",
-                },
-                "results": results,
+    write_json(
+        args.json_out,
+        {
+            "when": datetime.now(UTC).isoformat(),
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "python": sys.version.split()[0],
+                "loadavg_before": load_before,
+                "loadavg_after": os.getloadavg(),
+                "note": args.note,
             },
-            indent=2,
-        )
+            "backend": args.backend,
+            "embedder": {"model": embedder.name, "backend": embedder.backend},
+            "limit": args.limit,
+            "answer_limit": args.answer_limit,
+            "skip_ingest": args.skip_ingest,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "checkpoint": str(checkpoint),
+            "baseline": {
+                "splitter": f"RecursiveCharacterTextSplitter({CHUNK_SIZE}, {CHUNK_OVERLAP})",
+                "top_k": BASELINE_TOP_K,
+                "prompt": "prompts/baseline_stuff.md",
+            },
+            "results": results,
+        },
     )
     out.print(f"written {args.json_out}")
 

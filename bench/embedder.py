@@ -13,7 +13,6 @@ the fp32 ones (cosine, row by row), load times and model file sizes. Prints a ta
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -29,10 +28,12 @@ from rich.table import Table
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._results import default_json, write_json
 from bench.ingest import DEFAULT_INPUTS, pipeline_texts
+from rag.bundled.e5 import e5_folder
+from rag.bundled.e5_onnx import ONNX_INT8, e5_onnx_folder
 from rag.config import EmbeddingBackend, Settings
 from rag.embeddings import Embedder
-from rag.models import ONNX_INT8, e5_folder, e5_onnx_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS: tuple[EmbeddingBackend, ...] = ("torch", "onnx-int8")
@@ -64,11 +65,7 @@ def main() -> None:
     )
     ap.add_argument("--repeat", type=int, default=2, help="runs of each; the best is reported")
     ap.add_argument("--note", default="", help="about the machine during the run (recorded)")
-    ap.add_argument(
-        "--json-out",
-        type=Path,
-        default=ROOT / "bench" / "results" / f"embedder-{datetime.now(UTC):%Y%m%dT%H%M%S}.json",
-    )
+    ap.add_argument("--json-out", type=Path, default=default_json("embedder"))
     args = ap.parse_args()
 
     settings = Settings()
@@ -163,8 +160,7 @@ def main() -> None:
         f"cosine int8 vs fp32, per passage: mean {c['mean']}, p5 {c['p5']}, min {c['min']}"
     )
     console.print(f"load average before/after the timed runs: {load_before} / {load_after}")
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(result, indent=2))
+    write_json(args.json_out, result)
     console.print(f"written {args.json_out}")
 
 

@@ -12,8 +12,9 @@ The model is loaded (and warmed) before either is timed. Prints a table, writes 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -22,13 +23,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._results import default_json, write_json
 from rag.chunking import chunk_document
 from rag.config import Settings
-from rag.ingest import build_document, content_hash, discover, index_text
+from rag.ingest import build_document, content_hash, discover
 from rag.loaders import load_bytes
 from rag.schemas import IngestSummary
 from rag.service import RAGService
-from rag.text import guess_region
+from rag.text import guess_region, index_text
 
 ROOT = Path(__file__).resolve().parents[1]
 GOV = ROOT.parent / "shared" / "data" / "gov_reports"
@@ -58,11 +63,7 @@ def main() -> None:
     ap.add_argument(
         "paths", nargs="*", type=Path, default=[p for p in DEFAULT_INPUTS if p.exists()]
     )
-    ap.add_argument(
-        "--json-out",
-        type=Path,
-        default=ROOT / "bench" / "results" / f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}.json",
-    )
+    ap.add_argument("--json-out", type=Path, default=default_json("ingest"))
     ap.add_argument("--repeat", type=int, default=2, help="runs of each; the best is reported")
     args = ap.parse_args()
 
@@ -82,8 +83,7 @@ def main() -> None:
 
     def pipeline() -> tuple[float, IngestSummary]:
         with tempfile.TemporaryDirectory() as tmp:
-            fresh = RAGService(settings.model_copy(update={"data_dir": Path(tmp)}))
-            fresh.__dict__["embedder"] = emb
+            fresh = RAGService(settings.model_copy(update={"data_dir": Path(tmp)}), embedder=emb)
             fresh.store  # noqa: B018 - open Chroma before timing
             t0 = time.perf_counter()
             summary = fresh.ingest(args.paths)
@@ -102,7 +102,7 @@ def main() -> None:
     chars = sum(map(len, texts))
     result = {
         "when": datetime.now(UTC).isoformat(),
-        "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "documents": len(summary.documents),
         "chunks": len(texts),
         "mean_chunk_chars": round(chars / len(texts), 1),
@@ -132,8 +132,7 @@ def main() -> None:
     console = Console()
     console.print(table)
     console.print(f"pipeline = {result['pipeline_fraction_of_raw']:.1%} of raw embedder throughput")
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(result, indent=2))
+    write_json(args.json_out, result)
     console.print(f"written {args.json_out}")
 
 

@@ -9,20 +9,23 @@ first token, total; and answer accuracy beside it (the same questions, the same 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from eval.cli import LocalTarget, eval_settings
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._results import default_json, write_json
 from eval.datasets import load_dataset
 from eval.runner import ingest_corpus, score_answers
+from eval.targets import LocalTarget, eval_settings
 from rag.service import RAGService
 
-ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["retrieval_ms", "prompt_tokens", "first_token_ms", "total_ms"]
 
 
@@ -30,11 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--backends", default="local,extractive")
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument(
-        "--json-out",
-        type=Path,
-        default=ROOT / "bench" / "results" / f"latency-{datetime.now(UTC):%Y%m%dT%H%M%S}.json",
-    )
+    ap.add_argument("--json-out", type=Path, default=default_json("latency"))
     args = ap.parse_args()
     ds = load_dataset("seeds")
     service = RAGService(eval_settings("seeds"))
@@ -64,18 +63,15 @@ def main() -> None:
             cells.append("—" if v is None else f"{v['p50']:.0f} / {v['p95']:.0f}")
         table.add_row(backend, f"{r['accuracy']:.3f}", f"{r['fallback_rate']:.2f}", *cells)
     Console().print(table)
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(),
-                "machine": platform.platform(),
-                "questions": len(samples),
-                "results": results,
-            },
-            indent=2,
-            default=str,
-        )
+    write_json(
+        args.json_out,
+        {
+            "when": datetime.now(UTC).isoformat(),
+            "machine": platform.platform(),
+            "questions": len(samples),
+            "results": results,
+        },
+        default=str,
     )
     Console().print(f"written {args.json_out}")
 

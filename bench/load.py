@@ -62,8 +62,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from eval.cli import eval_settings
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._results import default_json, write_json
 from eval.datasets import load_dataset
+from eval.targets import eval_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 ERRORS = ("5xx", "4xx", "dropped", "timeout", "cut", "empty")
@@ -354,11 +358,7 @@ def main() -> None:
     ap.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request")
     ap.add_argument("--soak", type=float, metavar="SECONDS", help="steady load this long")
     ap.add_argument("--sample-every", type=float, default=5.0, help="soak: RSS sample period")
-    ap.add_argument(
-        "--json-out",
-        type=Path,
-        default=ROOT / "bench" / "results" / f"load-{datetime.now(UTC):%Y%m%dT%H%M%S}.json",
-    )
+    ap.add_argument("--json-out", type=Path, default=default_json("load"))
     args = ap.parse_args()
     levels = [int(n) for n in (args.concurrency or ("8" if args.soak else "1,8,32")).split(",")]
     questions = [s.question for s in load_dataset("seeds").samples]
@@ -473,23 +473,20 @@ def main() -> None:
             )
         else:
             console.print("server RSS: not sampled (no pid; pass --pid with --url)")
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(),
-                "machine": platform.platform(),
-                "cpus": os.cpu_count(),
-                "url": "served on loopback" if args.serve else args.url,
-                "backend": args.backend,
-                "requests_per_level": None if args.soak else args.requests,
-                "timeout_s": args.timeout,
-                "request_timeout_s": args.request_timeout,
-                "soak_s": args.soak,
-                "levels": results,
-            },
-            indent=2,
-        )
+    write_json(
+        args.json_out,
+        {
+            "when": datetime.now(UTC).isoformat(),
+            "machine": platform.platform(),
+            "cpus": os.cpu_count(),
+            "url": "served on loopback" if args.serve else args.url,
+            "backend": args.backend,
+            "requests_per_level": None if args.soak else args.requests,
+            "timeout_s": args.timeout,
+            "request_timeout_s": args.request_timeout,
+            "soak_s": args.soak,
+            "levels": results,
+        },
     )
     console.print(f"written {args.json_out}")
 

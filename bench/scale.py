@@ -83,15 +83,20 @@ from rich.progress import (
 )
 from rich.table import Table
 
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._results import RESULTS_DIR, stamp, write_json
 from eval import metrics as M
 from eval.runner import RETRIEVAL_DEPTH
 from rag.chunking import chunk_document
 from rag.config import EmbeddingSettings, Settings
 from rag.embeddings import Embedder
-from rag.ingest import build_document, encode_sorted, index_text, make_doc_id
+from rag.ingest import build_document, encode_sorted, make_doc_id
 from rag.loaders import LoadError, load_bytes
 from rag.retrieval import SearchMode
 from rag.service import RAGService
+from rag.text import index_text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -488,8 +493,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()
 
     embedder = CachedEmbedder(settings.embedding, settings.models_dir, cache)
-    service = RAGService(settings)
-    service.__dict__["embedder"] = embedder
+    service = RAGService(settings, embedder=embedder)
     service.store  # noqa: B018 - open Chroma before any timing
 
     p = plan(args.corpus, steps, settings, args.seed, args.raw_sample)
@@ -524,8 +528,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             added = [d for d in summary.documents if d.status == "added"]
             failed = [d for d in summary.documents if d.status == "failed"]
             indexed.extend(d.doc_id for d in summary.documents if d.status != "failed" and d.doc_id)
-            committed = service.store.committed()
-            chunks = sum(d.chunks for d in committed.values())
+            committed = service.documents()
+            chunks = sum(d.chunks for d in committed)
             new_chunks = chunks - previous_chunks
             previous_chunks = chunks
             from_cache = embedder.cached > 0
@@ -844,7 +848,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--results-dir",
         type=Path,
-        default=ROOT / "bench" / "results",
+        default=RESULTS_DIR,
         help="where scale-<timestamp>.json and .png go (default: bench/results)",
     )
     ap.add_argument("--note", default="", help="about the machine during the run (recorded)")
@@ -863,15 +867,15 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
     if args.fill_cache:
         fill_cache(args)
         return None
-    stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    started = stamp()
     result = run(args)
     print_tables(result)
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    json_out: Path = args.results_dir / f"scale-{stamp}.json"
+    json_out: Path = args.results_dir / f"scale-{started}.json"
     png_out = json_out.with_suffix(".png")
     plot(result, png_out)
     result["plot"] = png_out.name
-    json_out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    write_json(json_out, result, ensure_ascii=False)
     out.print(f"written {json_out} and {png_out.name}")
     return json_out
 

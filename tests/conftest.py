@@ -95,6 +95,4 @@ def serve(app: FastAPI) -> Iterator[str]:
 def service_copy(seeded: RAGService, data_dir: Path, **overrides: object) -> RAGService:
     """A service on its own data dir, sharing the loaded embedder with ``seeded``."""
     settings = seeded.settings.model_copy(update={"data_dir": data_dir, **overrides})
-    service = RAGService(settings)
-    service.__dict__["embedder"] = seeded.embedder
-    return service
+    return RAGService(settings, embedder=seeded.embedder)

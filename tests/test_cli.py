@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from rag import cli
@@ -21,9 +22,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seeded: RAGService
     monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
 
     def service() -> RAGService:
-        s = RAGService(Settings())
-        s.__dict__["embedder"] = seeded.embedder
-        return s
+        return RAGService(Settings(), embedder=seeded.embedder)
 
     monkeypatch.setattr(cli, "_service", service)
     return tmp_path / "data"
@@ -89,3 +88,44 @@ def test_help_explains_each_command(command: list[str]) -> None:
         check=True,
     )
     assert "Usage" in res.stdout and len(res.stdout.splitlines()) > 5
+
+
+def test_search_top_k_defaults_to_the_settings(
+    seeded: RAGService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without -k, `rag search` leaves top_k to the service: RAG_ANSWER__TOP_K (5)."""
+    asked: list[int | None] = []
+
+    class Service:
+        def search(self, query: str, top_k: int | None = None, **_: object) -> list[object]:
+            asked.append(top_k)
+            return []
+
+    monkeypatch.setattr(cli, "_service", Service)
+    assert runner.invoke(cli.app, ["search", "信访", "--json"]).exit_code == 0
+    assert runner.invoke(cli.app, ["search", "信访", "--json", "-k", "3"]).exit_code == 0
+    assert asked == [None, 3]
+    assert len(seeded.search("信访")) == seeded.settings.answer.top_k == 5
+
+
+def test_eval_is_listed_and_its_help_is_the_harness_own() -> None:
+    """`rag eval` is loaded lazily (tests/test_layering.py): `rag --help` lists it with the
+    harness's summary, and `rag eval --help` is the harness command's help, every option in it."""
+    import inspect
+
+    from eval.cli import eval_app, eval_command
+
+    summary = inspect.getdoc(eval_command).split("\n\n")[0]  # type: ignore[union-attr]
+    assert inspect.getdoc(cli.eval_placeholder) == summary
+    listing = runner.invoke(cli.app, ["--help"])
+    assert listing.exit_code == 0 and "eval" in listing.output
+    assert summary.split("(")[0].strip() in listing.output
+
+    command = typer.main.get_command(eval_app)
+    res = runner.invoke(cli.app, ["eval", "--help"], prog_name="rag")
+    assert res.exit_code == 0, res.output
+    alone = runner.invoke(eval_app, ["--help"], prog_name="rag eval")
+    assert res.output == alone.output
+    for param in command.params:
+        for opt in param.opts:
+            assert opt in res.output, opt

@@ -14,6 +14,7 @@ from rag.service import RAGService
 from rag.store import ChromaStore, EmbeddingMismatchError
 from rag.text import normalize
 
+from .conftest import service_copy
 from .test_text import BOILERPLATE
 
 YANJI = "000_941dbc5847c0e16b"
@@ -34,7 +35,7 @@ def test_seeds_are_indexed_with_metadata(seeded: RAGService) -> None:
 
 
 def test_every_chunk_indexes_its_original_document(seeded: RAGService) -> None:
-    texts = {d.doc_id: seeded.store.document_text(d.doc_id) or "" for d in seeded.documents()}
+    texts = {d.doc_id: seeded.document(d.doc_id).text for d in seeded.documents()}
     n = 0
     for c in seeded.store.iter_chunks():
         m = c.metadata
@@ -127,12 +128,10 @@ def test_file_changing_mid_ingest_fails_and_keeps_the_old_version(
     assert [c.text for c in fresh.store.iter_chunks()] == ["戊市来访下降50%。"]
 
 
-def test_large_ingest_streams_in_committed_groups(
-    fresh: RAGService, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_large_ingest_streams_in_committed_groups(seeded: RAGService, tmp_path: Path) -> None:
     """Documents are read lazily and each group is committed before the next is read: memory
     is bounded by the group, and a run interrupted mid-corpus resumes after its last group."""
-    monkeypatch.setattr(fresh.ingestor, "group_chunks", 2)
+    fresh = service_copy(seeded, tmp_path / "data", ingest_group_chunks=2)
     read: list[int] = []
     embedded_after: list[int] = []  # how many documents had been read at each embedding batch
 

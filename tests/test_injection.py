@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from eval.cli import LocalTarget
 from eval.datasets import load_dataset
 from eval.runner import ingest_corpus, score_answers
-from rag.chain import extractive_answer, format_passages
+from eval.targets import LocalTarget
+from rag.excerpts import extractive_answer, format_passages
 from rag.schemas import Passage
 from rag.service import RAGService
 from rag.text import looks_like_instruction
