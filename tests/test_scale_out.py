@@ -289,7 +289,14 @@ def _committed_on_server(client: Any, collection: str) -> int:
 
 def _committed_in_folder(chroma_dir: Path, collection: str) -> int:
     """Manifest records written so far to an embedded index, read from its SQLite log without
-    taking a lock (``immutable``), so the writer is never disturbed; a torn read counts 0."""
+    taking a lock (``immutable``), so the writer is never disturbed; a torn read counts 0.
+
+    The index's journal mode is ``delete``: while a write is in flight its rollback journal
+    exists and the database file may already hold pages that a kill would roll back. Such a
+    read counts 0, so a count is only ever of committed records."""
+    journal = chroma_dir / "chroma.sqlite3-journal"
+    if journal.exists():
+        return 0
     try:
         db = sqlite3.connect(f"file:{chroma_dir / 'chroma.sqlite3'}?mode=ro&immutable=1", uri=True)
         try:
@@ -300,7 +307,7 @@ def _committed_in_folder(chroma_dir: Path, collection: str) -> int:
             ).fetchone()
         finally:
             db.close()
-        return int(row[0])
+        return 0 if journal.exists() else int(row[0])
     except sqlite3.Error:
         return 0
 
