@@ -4,6 +4,9 @@
     with RAGClient("http://localhost:8000", api_key=None) as rag:
         answer = rag.chat("哪个城市信访量下降最多?")
         print(answer.answer, [c.quote for c in answer.citations])
+        history = [{"role": "user", "content": "哪个城市信访量下降最多?"},
+                   {"role": "assistant", "content": answer.answer}]
+        rag.chat("那个城市的低保标准是多少?", history=history).standalone_question
 
 Both return the library's pydantic types and raise ``RAGError`` subclasses carrying the server's
 error body (``RateLimitError`` for a 429, with the ``Retry-After`` seconds). Tests inject an httpx
@@ -14,7 +17,7 @@ server's settings.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,17 +34,23 @@ from rag.schemas import (
     Filters,
     IngestResult,
     SearchHit,
+    Turn,
 )
+
+# Earlier turns of a conversation, oldest first: what ``chat(history=...)`` takes.
+History = Sequence[Turn | Mapping[str, str]]
 
 __all__ = [
     "AsyncRAGClient",
     "AuthenticationError",
     "BadRequestError",
     "DocumentList",
+    "History",
     "NotFoundError",
     "RAGClient",
     "RAGError",
     "RateLimitError",
+    "Turn",
     "UnavailableError",
     "ValidationError",
 ]
@@ -125,6 +134,14 @@ def _body(first: tuple[str, str], **options: Any) -> dict[str, Any]:
     return body
 
 
+def _history(history: History | None) -> list[dict[str, str]] | None:
+    """Earlier turns as the API takes them, from ``Turn`` objects or ``{"role", "content"}``
+    dicts (oldest first)."""
+    if not history:
+        return None
+    return [t.model_dump() if isinstance(t, Turn) else dict(t) for t in history]
+
+
 def _files(paths: Sequence[str | Path]) -> list[tuple[str, tuple[str, bytes]]]:
     return [("file", (Path(p).name, Path(p).read_bytes())) for p in paths]
 
@@ -184,8 +201,15 @@ class RAGClient:
         top_k: int | None = None,
         filters: Filters | None = None,
         backend: str | None = None,
+        history: History | None = None,
     ) -> Answer:
-        body = _body(("question", question), top_k=top_k, filters=filters, backend=backend)
+        body = _body(
+            ("question", question),
+            top_k=top_k,
+            filters=filters,
+            backend=backend,
+            history=_history(history),
+        )
         return Answer.model_validate(self._json("POST", "/v1/chat", json=body))
 
     def stream_chat(
@@ -195,9 +219,15 @@ class RAGClient:
         top_k: int | None = None,
         filters: Filters | None = None,
         backend: str | None = None,
+        history: History | None = None,
     ) -> Iterator[ChatEvent]:
         body = _body(
-            ("question", question), top_k=top_k, filters=filters, backend=backend, stream=True
+            ("question", question),
+            top_k=top_k,
+            filters=filters,
+            backend=backend,
+            stream=True,
+            history=_history(history),
         )
         with self._http.stream("POST", "/v1/chat", json=body) as r:
             if r.status_code >= 400:
@@ -278,8 +308,15 @@ class AsyncRAGClient:
         top_k: int | None = None,
         filters: Filters | None = None,
         backend: str | None = None,
+        history: History | None = None,
     ) -> Answer:
-        body = _body(("question", question), top_k=top_k, filters=filters, backend=backend)
+        body = _body(
+            ("question", question),
+            top_k=top_k,
+            filters=filters,
+            backend=backend,
+            history=_history(history),
+        )
         return Answer.model_validate(await self._json("POST", "/v1/chat", json=body))
 
     async def stream_chat(
@@ -289,9 +326,15 @@ class AsyncRAGClient:
         top_k: int | None = None,
         filters: Filters | None = None,
         backend: str | None = None,
+        history: History | None = None,
     ) -> AsyncIterator[ChatEvent]:
         body = _body(
-            ("question", question), top_k=top_k, filters=filters, backend=backend, stream=True
+            ("question", question),
+            top_k=top_k,
+            filters=filters,
+            backend=backend,
+            stream=True,
+            history=_history(history),
         )
         async with self._http.stream("POST", "/v1/chat", json=body) as r:
             if r.status_code >= 400:

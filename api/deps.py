@@ -1,9 +1,10 @@
 """Dependencies and checks the routes share: the one RAGService of the app, the API-key check,
-the question check, loading an answer's backend."""
+the question and history checks, loading an answer's backend."""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.errors import APIError
 from rag.config import LLMBackend, Settings
+from rag.schemas import Turn
 from rag.service import RAGService
 
 
@@ -47,6 +49,21 @@ def check_question(question: str, settings: Settings, field: str = "question") -
         raise APIError(422, f"{field}: must not be blank")
     if len(question) > limit:
         raise APIError(422, f"{field}: longer than {limit} characters")
+
+
+def check_history(history: Sequence[Turn], settings: Settings, field: str = "history") -> None:
+    """More turns than ``conversation.max_turns`` or a turn longer than
+    ``conversation.max_turn_chars``: a 422 naming the limit (roles are checked by the schema)."""
+    limits = settings.conversation
+    if len(history) > limits.max_turns:
+        raise APIError(
+            422, f"{field}: {len(history)} turns, at most {limits.max_turns} are accepted"
+        )
+    for i, turn in enumerate(history):
+        if len(turn.content) > limits.max_turn_chars:
+            raise APIError(
+                422, f"{field}[{i}].content: longer than {limits.max_turn_chars} characters"
+            )
 
 
 async def load_backend(service: RAGService, backend: LLMBackend) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -25,6 +25,7 @@ import prompts
 from rag.citations import number_in, numbers_in, resolve
 from rag.compare import Written, format_facts, write
 from rag.config import AnswerSettings
+from rag.conversation import Resolved, accept_rewrite
 from rag.excerpts import (
     STRONG_EVIDENCE,
     WEAK_EVIDENCE,
@@ -51,6 +52,7 @@ from rag.schemas import (
     Passage,
     PassagesEvent,
     TokenEvent,
+    Turn,
 )
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -201,6 +203,35 @@ class AnswerChain:
             )
         chain = _template("{system}", "{q}") | model | StrOutputParser()
         return str(chain.invoke({"system": system, "q": question})).strip() or question
+
+    def rewrite_followup(
+        self, resolved: Resolved, history: Sequence[Turn], model: BaseChatModel
+    ) -> str | None:
+        """A model's rewrite of a follow-up, when it keeps what the deterministic resolution
+        inherited and adds no figure (``accept_rewrite``); None otherwise or on failure."""
+        asked = "\n".join(f"- {t.content}" for t in history if t.role == "user")
+        chain = (
+            _template(prompts.load("rewrite_followup"), prompts.load("rewrite_followup_user"))
+            | model
+            | StrOutputParser()
+        )
+        try:
+            text = (
+                str(
+                    chain.invoke(
+                        {
+                            "history": asked,
+                            "question": resolved.question,
+                            "standalone": resolved.standalone,
+                        }
+                    )
+                )
+                .strip()
+                .splitlines()[0]
+            )
+        except Exception:  # the deterministic question stands
+            return None
+        return text if accept_rewrite(text, resolved, history) else None
 
     def _comparison_answer(
         self,

@@ -106,6 +106,20 @@ class AnswerSettings(BaseModel):
     )
 
 
+class ConversationSettings(BaseModel):
+    max_turns: int = Field(
+        20, ge=0, le=200, description="earlier turns a request may send as history (more: 422)"
+    )
+    max_turn_chars: int = Field(
+        4000, ge=10, description="characters per history turn (longer: 422)"
+    )
+    model_rewrite: bool = Field(
+        False,
+        description="with a model backend, let the model rewrite a follow-up that has a cue "
+        "(kept only if it keeps the inherited place/year/topic and adds no figure)",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_", env_nested_delimiter="__", extra="ignore", env_file=".env"
@@ -138,6 +152,7 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS")
     llm: LLMSettings = Field(default_factory=lambda: LLMSettings())
     answer: AnswerSettings = Field(default_factory=lambda: AnswerSettings())
+    conversation: ConversationSettings = Field(default_factory=lambda: ConversationSettings())
 
     @property
     def api_key_list(self) -> list[str]:

@@ -193,8 +193,20 @@ class Citation(BaseModel):
     verified: bool
 
 
+class Turn(BaseModel):
+    """One earlier turn of a conversation: what the user asked, or what the assistant answered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
 class Answer(BaseModel):
     answer: str
+    standalone_question: str | None = Field(
+        None, description="the question answered: a follow-up with what it leaves out filled in"
+    )
     citations: list[Citation] = Field(default_factory=list)
     passages: list[Passage] = Field(default_factory=list)
     facts: list[Fact] | None = None
@@ -210,6 +222,7 @@ class Answer(BaseModel):
         for e in events:
             if isinstance(e, PassagesEvent):
                 answer.passages = e.passages
+                answer.standalone_question = e.standalone_question
             elif isinstance(e, CitationsEvent):
                 answer.answer, answer.citations = e.answer, e.citations
                 answer.refused, answer.fallback = e.refused, e.fallback
@@ -224,6 +237,7 @@ class Answer(BaseModel):
 class PassagesEvent(BaseModel):
     event: Literal["passages"] = "passages"
     passages: list[Passage]
+    standalone_question: str | None = None
 
 
 class TokenEvent(BaseModel):

@@ -8,6 +8,7 @@ second copy.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,9 +19,12 @@ from langchain_core.language_models.chat_models import BaseChatModel
 
 from rag.chain import AnswerChain
 from rag.config import LLMBackend, Settings
+from rag.conversation import resolve
+from rag.conversation import warm_up as warm_up_conversation
 from rag.embeddings import Embedder
 from rag.errors import LLMError, NotFound, Unsupported
 from rag.facts import FactTable, facts_from_chunks
+from rag.generation import ms_since
 from rag.ingest import Ingestor, Progress
 from rag.llm import make_chat_model
 from rag.retrieval import HybridRetriever, SearchMode
@@ -29,15 +33,19 @@ from rag.schemas import (
     ChatEvent,
     DocumentInfo,
     DocumentText,
+    DoneEvent,
     Fact,
     Filters,
     IngestSummary,
+    PassagesEvent,
     Readiness,
     SearchHit,
+    Turn,
 )
 from rag.store import ChromaStore
 
 FiltersArg = Filters | Mapping[str, object] | None
+HistoryArg = Sequence[Turn | Mapping[str, str]] | None
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,10 @@ class Embedded:
 
 def _filters(filters: FiltersArg) -> Filters | None:
     return Filters.model_validate(filters) if isinstance(filters, Mapping) else filters
+
+
+def _turns(history: HistoryArg) -> list[Turn]:
+    return [t if isinstance(t, Turn) else Turn.model_validate(t) for t in history or ()]
 
 
 class RAGService:
@@ -109,6 +121,7 @@ class RAGService:
         (raises ``Unavailable`` when a server they need is down)."""
         _ = self.embedder.dimension
         _ = self.store
+        warm_up_conversation()
 
     def readiness(self) -> Readiness:
         """Whether the index and the embedder answer (raises what is down)."""
@@ -212,10 +225,35 @@ class RAGService:
         backend: LLMBackend | None = None,
         top_k: int | None = None,
         filters: FiltersArg = None,
+        history: HistoryArg = None,
     ) -> Iterator[ChatEvent]:
-        """Events: passages, token…, citations, facts (comparison answers), done."""
-        backend = backend or self.default_backend
-        return self.chain.stream(question, self.chat_model(backend), top_k, _filters(filters))
+        """Events: passages (with the standalone question answered), token…, citations, facts
+        (comparison answers), done. ``history``: the earlier turns, oldest first; a follow-up is
+        answered as the standalone question they make of it (``rag.conversation``)."""
+        model = self.chat_model(backend or self.default_backend)  # raises now, not mid-stream
+        return self._answer_events(question, model, top_k, _filters(filters), _turns(history))
+
+    def _answer_events(
+        self,
+        question: str,
+        model: BaseChatModel | None,
+        top_k: int | None,
+        filters: Filters | None,
+        history: list[Turn],
+    ) -> Iterator[ChatEvent]:
+        t0 = time.perf_counter()
+        resolved = resolve(question, history)
+        timings = {"resolve_ms": ms_since(t0)}
+        standalone = resolved.standalone
+        if resolved.followup and model is not None and self.settings.conversation.model_rewrite:
+            standalone = self.chain.rewrite_followup(resolved, history, model) or standalone
+            timings["rewrite_ms"] = ms_since(t0) - timings["resolve_ms"]
+        for e in self.chain.stream(standalone, model, top_k, filters):
+            if isinstance(e, PassagesEvent):
+                e = e.model_copy(update={"standalone_question": standalone})
+            elif isinstance(e, DoneEvent):
+                e = DoneEvent(timings={**timings, **e.timings, "total_ms": ms_since(t0)})
+            yield e
 
     def answer(
         self,
@@ -223,6 +261,8 @@ class RAGService:
         backend: LLMBackend | None = None,
         top_k: int | None = None,
         filters: FiltersArg = None,
+        history: HistoryArg = None,
     ) -> Answer:
         backend = backend or self.default_backend
-        return Answer.from_events(self.stream_answer(question, backend, top_k, filters), backend)
+        events = self.stream_answer(question, backend, top_k, filters, history)
+        return Answer.from_events(events, backend)

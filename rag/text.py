@@ -185,7 +185,7 @@ def guess_date(text: str, title: str = "") -> str | None:
 
 _ADMIN_SUFFIX = re.compile(r"(省|市|区|县|州|镇|旗)$")
 _DISTRICT_AFTER = re.compile(r"[\u4e00-\u9fff]{1,3}?[区县]")
-_NOT_REGION = {"中国", "中华人民共和国", "全国", "国家", "国务院", "城市", "城区", "城镇", "农村"}
+NOT_REGION = {"中国", "中华人民共和国", "全国", "国家", "国务院", "城市", "城区", "城镇", "农村"}
 _NATIONAL = re.compile(r"中华人民共和国|国务院|全国")
 _REGION_WINDOW = 600
 
@@ -207,7 +207,7 @@ def guess_region(text: str, title: str = "") -> str | None:
     pos = 0
     for w in pseg.cut(opening):
         word, pos = w.word, pos + len(w.word)
-        if w.flag != "ns" or len(word) < 2 or word in _NOT_REGION:
+        if w.flag != "ns" or len(word) < 2 or word in NOT_REGION:
             continue
         counts[word] = counts.get(word, 0) + 1
         district = _DISTRICT_AFTER.match(opening, pos) if word.endswith("市") else None

@@ -10,11 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AppSettings, Service, check_question, load_backend
+from api.deps import AppSettings, Service, check_history, check_question, load_backend
 from api.observability import AppMetrics
 from api.streaming import SSE, iterate_closing, sse_error, sse_event
 from rag.config import LLMBackend
-from rag.schemas import Answer, Filters
+from rag.schemas import Answer, Filters, Turn
 
 router = APIRouter(tags=["chat"])
 
@@ -29,6 +29,11 @@ class ChatRequest(BaseModel):
     filters: Filters | None = None
     backend: LLMBackend | None = Field(None, description="default: the server's llm.backend")
     stream: bool = False
+    history: list[Turn] = Field(
+        default_factory=list,
+        description="earlier turns, oldest first: a follow-up ('农村呢?') is answered as the "
+        "standalone question they make of it (returned as standalone_question)",
+    )
 
 
 @router.post("/v1/chat", response_model=Answer)
@@ -40,13 +45,16 @@ async def chat(
     metrics: AppMetrics,
 ) -> Any:
     check_question(req.question, settings)
+    check_history(req.history, settings)
     backend = req.backend or service.default_backend
     await load_backend(service, backend)
     wants_sse = req.stream or "text/event-stream" in request.headers.get("accept", "")
     if not wants_sse:
 
         def answer() -> Answer:
-            events = service.stream_answer(req.question, backend, req.top_k, req.filters)
+            events = service.stream_answer(
+                req.question, backend, req.top_k, req.filters, req.history
+            )
             return Answer.from_events(metrics.observe(events, backend), backend)
 
         return await run_in_threadpool(answer)
@@ -55,7 +63,12 @@ async def chat(
         try:
             # Built in the threadpool: the first use of a backend loads its model.
             stream = await run_in_threadpool(
-                service.stream_answer, req.question, backend, req.top_k, req.filters
+                service.stream_answer,
+                req.question,
+                backend,
+                req.top_k,
+                req.filters,
+                req.history,
             )
             async for e in iterate_closing(metrics.observe(stream, backend)):
                 yield sse_event(e)

@@ -1,13 +1,14 @@
 """POST /v1/chat/completions: the OpenAI wire format, so OpenAI clients work unmodified.
 
-The last user message is the question (earlier turns and system messages are ignored: answers
-come from the documents). ``model`` picks the backend when it names one (local, openai,
+The last user message is the question; the user and assistant messages before it are the
+conversation, so a follow-up ("农村呢?") is answered as the standalone question they make of it
+(system and tool messages are ignored: answers come from the documents). ``model`` picks the backend when it names one (local, openai,
 extractive); any other name gets the default backend. Sampling options (``temperature``,
 ``max_tokens`` …) are accepted and ignored: decoding is greedy and capped by the settings. Unlike
 ``/v1/chat``, which refuses unknown fields, this route accepts and ignores fields it does not
 know (``user``, ``tools``, ``response_format`` …): OpenAI's clients send them as a matter of course.
 The response's extra top-level fields carry what OpenAI's format has no place for:
-``citations`` and ``passages`` (and, on the last chunk of a stream, ``answer``, the final text
+``citations``, ``passages`` and ``standalone_question`` (and, on the last chunk of a stream, ``answer``, the final text
 that the citation markers refer to, which can differ from the streamed tokens when the answer
 was corrected).
 """
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AppSettings, Service, check_question, load_backend
+from api.deps import AppSettings, Service, check_history, check_question, load_backend
 from api.errors import APIError
 from api.observability import AppMetrics
 from api.streaming import SSE, iterate_closing, openai_error
@@ -38,6 +39,7 @@ from rag.schemas import (
     Passage,
     PassagesEvent,
     TokenEvent,
+    Turn,
 )
 
 router = APIRouter(tags=["openai"])
@@ -110,17 +112,25 @@ class ChatCompletion(BaseModel):
     usage: Usage
     citations: list[Citation]
     passages: list[Passage]
+    standalone_question: str | None = None
     refused: bool = False
     fallback: bool = False
 
 
-def _question(req: ChatCompletionRequest, settings: Settings) -> str:
-    user = [m for m in req.messages if m.role == "user"]
-    if not user:
+def _conversation(req: ChatCompletionRequest, settings: Settings) -> tuple[str, list[Turn]]:
+    """The last user message, and the user/assistant messages before it as history."""
+    last = max((i for i, m in enumerate(req.messages) if m.role == "user"), default=None)
+    if last is None:
         raise APIError(422, "messages: no message with role 'user'")
-    question = user[-1].text()
+    question = req.messages[last].text()
     check_question(question, settings, "messages")
-    return question
+    history = [
+        Turn(role=m.role, content=m.text())
+        for m in req.messages[:last]
+        if m.role in ("user", "assistant")
+    ]
+    check_history(history, settings, "messages")
+    return question, history
 
 
 def _usage(prompt: float | None, completion: int) -> Usage:
@@ -136,14 +146,16 @@ async def chat_completions(
     settings: AppSettings,
     metrics: AppMetrics,
 ) -> Any:
-    question = _question(req, settings)
+    question, history = _conversation(req, settings)
     backend = _BACKENDS.get(req.model, service.default_backend)
     await load_backend(service, backend)
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if not req.stream:
 
         def answer() -> tuple[Answer, int]:
-            events = list(metrics.observe(service.stream_answer(question, backend), backend))
+            events = list(
+                metrics.observe(service.stream_answer(question, backend, history=history), backend)
+            )
             tokens = sum(isinstance(e, TokenEvent) for e in events)
             return Answer.from_events(events, backend), tokens
 
@@ -156,6 +168,7 @@ async def chat_completions(
             usage=_usage(a.timings.get("prompt_tokens"), tokens),
             citations=a.citations,
             passages=a.passages,
+            standalone_question=a.standalone_question,
             refused=a.refused,
             fallback=a.fallback,
         )
@@ -178,11 +191,17 @@ async def chat_completions(
         streamed = 0
         final: CitationsEvent | None = None
         try:
-            stream = await run_in_threadpool(service.stream_answer, question, backend)
+            stream = await run_in_threadpool(
+                lambda: service.stream_answer(question, backend, history=history)
+            )
             async for e in iterate_closing(metrics.observe(stream, backend)):
                 if isinstance(e, PassagesEvent):
                     passages = [p.model_dump(mode="json") for p in e.passages]
-                    yield chunk(delta({"role": "assistant", "content": ""}), passages=passages)
+                    yield chunk(
+                        delta({"role": "assistant", "content": ""}),
+                        passages=passages,
+                        standalone_question=e.standalone_question,
+                    )
                 elif isinstance(e, TokenEvent):
                     streamed += 1
                     yield chunk(delta({"content": e.text}))
