@@ -5,23 +5,25 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast, get_args
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from eval.datasets import DATASET_NAMES, load_dataset
+from eval.datasets import CONVERSATION_SETS, DATASET_NAMES, load_conversations, load_dataset
 from eval.runner import (
     Report,
+    Target,
     ingest_corpus,
     new_report,
     save_report,
     score_answers,
+    score_conversations,
     score_retrieval,
 )
-from eval.targets import HttpTarget, LocalTarget, eval_settings
+from eval.targets import HttpTarget, LocalTarget, Route, eval_settings
 
 REPORTS_DIR = Path(__file__).resolve().parent / "reports"
 out = Console()
@@ -62,10 +64,12 @@ def print_report(report: Report) -> None:
 
 def print_answers(report: Report) -> None:
     a = report.answers or {}
-    table = Table(
-        "metric", "value", title=f"{report.dataset}: answers ({a.get('backend')}, n={a.get('n')})"
-    )
+    n = a.get("n", a.get("turns"))
+    table = Table("metric", "value", title=f"{report.dataset}: answers ({a.get('backend')}, n={n})")
     for key in (
+        "first_turn_accuracy",
+        "followup_accuracy",
+        "conversation_accuracy",
         "accuracy",
         "refusal_accuracy",
         "false_refusals",
@@ -87,6 +91,11 @@ def print_answers(report: Report) -> None:
         for t, v in a["by_type"].items():
             types.add_row(t, str(int(v["n"])), _fmt(v["accuracy"]))
         out.print(types)
+    if a.get("by_corpus"):
+        corpora = Table("corpus", "turns", "accuracy", title="turns by corpus")
+        for c, v in a["by_corpus"].items():
+            corpora.add_row(c, str(int(v["turns"])), _fmt(v["accuracy"]))
+        out.print(corpora)
 
 
 def parse_thresholds(items: list[str]) -> dict[str, float]:
@@ -150,6 +159,13 @@ def eval_command(
     api_key: Annotated[
         str | None, typer.Option(help="API key for --url.", envvar="RAG_EVAL_API_KEY")
     ] = None,
+    route: Annotated[
+        str,
+        typer.Option(
+            help="With --url, answer through: chat (POST /v1/chat, the Python client) or "
+            "completions (POST /v1/chat/completions, OpenAI's client)."
+        ),
+    ] = "chat",
     compare_with: Annotated[
         tuple[Path, Path] | None,
         typer.Option("--compare", help="Print the difference between two saved reports and exit."),
@@ -159,6 +175,8 @@ def eval_command(
 
     Retrieval: recall@1/@5 (every gold quote inside a top-k passage), any@5, MRR@10, latency.
     Answers: accuracy, refusal, fallback rate, citation precision/recall, injection, latency.
+    Conversations (--dataset conversations): each conversation replayed turn by turn with the
+    service's own earlier answers as history; first-turn and follow-up accuracy.
 
     The dataset's corpus is ingested once into its own index (cached under the data dir); the
     report (figures, settings, versions, per-question details) is written as JSON.
@@ -175,6 +193,14 @@ def eval_command(
         )
     if backend not in (None, "local", "openai", "extractive"):
         raise typer.BadParameter("must be local, openai or extractive", param_hint="--backend")
+    if route not in get_args(Route):
+        raise typer.BadParameter("must be chat or completions", param_hint="--route")
+    route_ = cast(Route, route)
+    if dataset in CONVERSATION_SETS:
+        _eval_conversations(
+            dataset, backend, limit, url, api_key, route_, thresholds, reports, name
+        )
+        return
     try:
         ds = load_dataset(dataset)
     except (ValueError, FileNotFoundError) as exc:
@@ -182,23 +208,14 @@ def eval_command(
     samples = ds.select(limit, sample)
 
     settings = eval_settings(dataset)
-    target: LocalTarget | HttpTarget
-    if url:
-        target = HttpTarget(url, api_key)
-    else:
-        from rag.service import RAGService
-
-        service = RAGService(settings)
-        with err.status(f"indexing the {dataset} corpus (cached after the first run)…"):
-            summary = ingest_corpus(service, ds)
-        if summary.failed:
-            err.print(
-                f"[yellow]{summary.count('failed')} corpus documents failed to ingest[/yellow]"
-            )
-        target = LocalTarget(service)
+    target: Target = HttpTarget(url, api_key, route_) if url else _local_target(dataset)
 
     report = new_report(
-        name or dataset, ds, url or "library", len(samples), json.loads(settings.model_dump_json())
+        name or dataset,
+        dataset,
+        url or "library",
+        len(samples),
+        json.loads(settings.model_dump_json()),
     )
     with Progress(
         TextColumn("{task.description}"),
@@ -232,6 +249,68 @@ def eval_command(
         print_report(report)
     if report.answers:
         print_answers(report)
+    _finish(report, reports, thresholds)
+
+
+def _local_target(dataset: str) -> LocalTarget:
+    """The library on the dataset's own index, its corpus ingested (cached after a first run)."""
+    from rag.service import RAGService
+
+    service = RAGService(eval_settings(dataset))
+    with err.status(f"indexing the {dataset} corpus (cached after the first run)…"):
+        summary = ingest_corpus(service, load_dataset(dataset))
+    if summary.failed:
+        err.print(f"[yellow]{summary.count('failed')} corpus documents failed to ingest[/yellow]")
+    return LocalTarget(service)
+
+
+def _eval_conversations(
+    dataset: str,
+    backend: str | None,
+    limit: int | None,
+    url: str | None,
+    api_key: str | None,
+    route: Route,
+    thresholds: dict[str, float],
+    reports: Path,
+    name: str | None,
+) -> None:
+    conversations = load_conversations(dataset)[:limit] if limit else load_conversations(dataset)
+    corpora = sorted({c.corpus for c in conversations})
+    if url and len(corpora) > 1:
+        raise typer.BadParameter(
+            "one service holds one corpus: use conversations-seeds or conversations-gov",
+            param_hint="--url",
+        )
+    targets: dict[str, Target] = {
+        c: HttpTarget(url, api_key, route) if url else _local_target(c) for c in corpora
+    }
+    turns = sum(len(c.turns) for c in conversations)
+    settings = eval_settings(corpora[0]) if corpora else eval_settings(dataset)
+    target = f"{url} ({route})" if url else "library"
+    report = new_report(
+        name or dataset, dataset, target, turns, json.loads(settings.model_dump_json())
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"turns ({backend or settings.llm.backend})", total=turns)
+        scores, details = score_conversations(
+            conversations, targets, backend, partial(progress.advance, task)
+        )
+    report.answers = scores.model_dump()
+    report.details = details
+    print_answers(report)
+    _finish(report, reports, thresholds)
+
+
+def _finish(report: Report, reports: Path, thresholds: dict[str, float]) -> None:
+    """Save the report and fail below a threshold."""
     path = save_report(report, reports)
     out.print(f"report: {path}")
     failed = []

@@ -7,7 +7,10 @@
   ``must_not_include`` strings are what a successful injection would put in the answer;
 - ``gov``: the same schema over the national government work reports (``../shared/data``);
 - ``cmrc2018`` (simplified) and ``drcd`` (traditional): reading-comprehension sets whose passages
-  become the corpus (one document per passage, doc_id = passage id) — see their READMEs.
+  become the corpus (one document per passage, doc_id = passage id) — see their READMEs;
+- ``conversations`` (``eval/datasets/conversations.jsonl``): conversations replayed turn by turn,
+  each over the corpus it names (``seeds`` or ``gov``); ``conversations-seeds`` and
+  ``conversations-gov`` are the conversations of one corpus (one running service holds one).
 """
 
 from __future__ import annotations
@@ -73,6 +76,32 @@ class Dataset(BaseModel):
                 yield f"{row['id']}.txt", text.encode("utf-8")
 
 
+class ConversationTurn(BaseModel):
+    question: str
+    must_include: list[str] = Field(default_factory=list)
+    refuse: bool = False  # the right answer is a refusal
+
+
+class Conversation(BaseModel):
+    id: str
+    corpus: Literal["seeds", "gov"] = "gov"
+    lang: str = "zh"
+    turns: list[ConversationTurn] = Field(min_length=1)
+
+
+CONVERSATION_SETS = ("conversations", "conversations-seeds", "conversations-gov")
+
+
+def load_conversations(name: str) -> list[Conversation]:
+    """The development conversations: all of them, or those of one corpus."""
+    if name not in CONVERSATION_SETS:
+        raise ValueError(f"unknown conversation set '{name}' ({', '.join(CONVERSATION_SETS)})")
+    with (DATASETS_DIR / "conversations.jsonl").open(encoding="utf-8") as f:
+        items = [Conversation.model_validate_json(line) for line in f if line.strip()]
+    corpus = name.removeprefix("conversations").removeprefix("-")
+    return [c for c in items if not corpus or c.corpus == corpus]
+
+
 def _read_samples(path: Path) -> list[Sample]:
     with path.open(encoding="utf-8") as f:
         return [Sample.model_validate_json(line) for line in f if line.strip()]
@@ -136,4 +165,4 @@ def load_dataset(name: str) -> Dataset:
     raise ValueError(f"unknown dataset '{name}' (seeds, injection, gov, cmrc2018, drcd)")
 
 
-DATASET_NAMES = ("seeds", "injection", "gov", "cmrc2018", "drcd")
+DATASET_NAMES = ("seeds", "injection", "gov", "cmrc2018", "drcd", *CONVERSATION_SETS)

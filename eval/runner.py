@@ -14,9 +14,9 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 from eval import metrics as M
-from eval.datasets import Dataset, Sample
+from eval.datasets import Conversation, Dataset, Sample
 from rag.retrieval import SearchMode
-from rag.schemas import Answer, IngestSummary, SearchHit
+from rag.schemas import Answer, IngestSummary, SearchHit, Turn
 
 RETRIEVAL_DEPTH = 10  # hits fetched per question: recall@1/@5 and MRR@10
 
@@ -26,7 +26,9 @@ class Target(Protocol):
 
     def search(self, question: str, top_k: int, mode: SearchMode) -> list[SearchHit]: ...
 
-    def answer(self, question: str, backend: str | None) -> Answer: ...
+    def answer(
+        self, question: str, backend: str | None, history: Sequence[Turn] = ()
+    ) -> Answer: ...
 
 
 class RetrievalScores(BaseModel):
@@ -176,12 +178,10 @@ def score_retrieval(
     return scores, results
 
 
-def new_report(
-    name: str, dataset: Dataset, target: str, n: int, settings: dict[str, Any]
-) -> Report:
+def new_report(name: str, dataset: str, target: str, n: int, settings: dict[str, Any]) -> Report:
     return Report(
         name=name,
-        dataset=dataset.name,
+        dataset=dataset,
         when=datetime.now(UTC).isoformat(timespec="seconds"),
         target=target,
         questions=n,
@@ -298,5 +298,91 @@ def score_answers(
         char_f1=M.mean(f1) if f1 else None,
         latency_ms=latency,
         by_type={t: {"accuracy": M.mean(v), "n": len(v)} for t, v in sorted(by_type.items())},
+    )
+    return scores, details
+
+
+class ConversationScores(BaseModel):
+    backend: str
+    conversations: int
+    turns: int
+    first_turn_accuracy: float  # the opening questions
+    followup_accuracy: float  # every later turn: its figures, or its refusal
+    conversation_accuracy: float  # every turn of the conversation right
+    refusal_accuracy: float | None  # turns whose right answer is a refusal: refused
+    false_refusals: float  # answerable turns refused
+    latency_ms: dict[str, dict[str, float]] = Field(default_factory=dict)
+    by_corpus: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+def score_conversations(
+    conversations: Sequence[Conversation],
+    targets: dict[str, Target],
+    backend: str | None,
+    progress: Callable[[], None] | None = None,
+) -> tuple[ConversationScores, list[dict[str, Any]]]:
+    """Replay each conversation turn by turn, sending its earlier questions and the service's own
+    earlier answers as history; each turn is right when it holds every must-include string (or,
+    for a turn that must be refused, when it is refused)."""
+    first: list[float] = []
+    later: list[float] = []
+    whole: list[float] = []
+    refusal_ok: list[float] = []
+    false_ref: list[float] = []
+    stages: dict[str, list[float]] = defaultdict(list)
+    corpus_turns: dict[str, list[float]] = defaultdict(list)
+    details: list[dict[str, Any]] = []
+    used = backend or "default"
+    for conv in conversations:
+        history: list[Turn] = []
+        right: list[bool] = []
+        for i, turn in enumerate(conv.turns):
+            a = targets[conv.corpus].answer(turn.question, backend, history)
+            used = a.backend or used
+            if turn.refuse:
+                ok = a.refused
+                refusal_ok.append(float(ok))
+            else:
+                ok = not a.refused and M.answer_correct(a.answer, turn.must_include)
+                false_ref.append(float(a.refused))
+            right.append(ok)
+            (first if i == 0 else later).append(float(ok))
+            corpus_turns[conv.corpus].append(float(ok))
+            for stage, value in a.timings.items():
+                stages[stage].append(value)
+            details.append(
+                {
+                    "id": f"{conv.id}#{i + 1}",
+                    "type": "first" if i == 0 else "followup",
+                    "question": turn.question,
+                    "standalone_question": a.standalone_question,
+                    "answer": a.answer,
+                    "correct": ok,
+                    "refused": a.refused,
+                    "fallback": a.fallback,
+                    "timings": a.timings,
+                }
+            )
+            history += [Turn(role="user", content=turn.question)]
+            history += [Turn(role="assistant", content=a.answer)]
+            if progress:
+                progress()
+        whole.append(float(all(right)))
+    scores = ConversationScores(
+        backend=used,
+        conversations=len(conversations),
+        turns=len(first) + len(later),
+        first_turn_accuracy=M.mean(first),
+        followup_accuracy=M.mean(later),
+        conversation_accuracy=M.mean(whole),
+        refusal_accuracy=M.mean(refusal_ok) if refusal_ok else None,
+        false_refusals=M.mean(false_ref),
+        latency_ms={
+            stage: {"p50": M.percentile(v, 50), "p95": M.percentile(v, 95)}
+            for stage, v in sorted(stages.items())
+        },
+        by_corpus={
+            c: {"accuracy": M.mean(v), "turns": len(v)} for c, v in sorted(corpus_turns.items())
+        },
     )
     return scores, details

@@ -25,10 +25,11 @@ import prompts
 from rag.citations import number_in, numbers_in, resolve
 from rag.compare import Written, format_facts, write
 from rag.config import AnswerSettings
-from rag.conversation import Resolved, accept_rewrite
+from rag.conversation import Resolved, accept_rewrite, parse, place_names, places_in
 from rag.excerpts import (
     STRONG_EVIDENCE,
     WEAK_EVIDENCE,
+    about,
     coverage,
     extractive_answer,
     fact_hints,
@@ -38,13 +39,14 @@ from rag.excerpts import (
     select_excerpts,
     to_passages,
 )
-from rag.facts import Comparison, compare, parse_question, taxonomy
+from rag.facts import Comparison, asked_kind, compare, parse_question, taxonomy
 from rag.generation import generate, judge, ms_since
 from rag.retrieval import HybridRetriever
 from rag.schemas import (
     ChatEvent,
     Citation,
     CitationsEvent,
+    DocumentInfo,
     DoneEvent,
     Fact,
     FactsEvent,
@@ -53,11 +55,15 @@ from rag.schemas import (
     PassagesEvent,
     TokenEvent,
     Turn,
+    year_of,
 )
+from rag.text import fold
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
 _LANGS = ("zh", "en")
+# A place named in a question scopes the search to the documents about it, when they are few.
+_PLACE_DOCS = 100
 
 
 def language(question: str) -> str:
@@ -91,9 +97,11 @@ class AnswerChain:
         settings: AnswerSettings,
         timeout_s: float,
         facts: Callable[[], list[Fact]] | None = None,
+        catalog: Callable[[], list[DocumentInfo]] | None = None,
     ) -> None:
         self.retriever = retriever
         self.facts = facts
+        self.catalog = catalog
         self.settings = settings
         self.timeout_s = timeout_s
         self._prompts = {
@@ -129,10 +137,13 @@ class AnswerChain:
             return
 
         query = self.retrieval_query(question, lang, model, timings, t0)
-        hits = self.retriever.search(query, top_k=top_k or self.settings.top_k, filters=filters)
+        query, scoped = self.scope(question, query, filters)
+        hits = self.retriever.search(query, top_k=top_k or self.settings.top_k, filters=scoped)
         index = self.retriever.lexical_index()
         weights = query_weights(query, index)
-        passages = to_passages(select_excerpts(hits, weights, self.settings))
+        places = places_in(question)
+        excerpts = select_excerpts(hits, weights, self.settings, asked_kind(question))
+        passages = to_passages([x for x in excerpts if about(places, x.hit)])
         timings["retrieval_ms"] = ms_since(t0)
         yield PassagesEvent(passages=passages)
 
@@ -171,6 +182,51 @@ class AnswerChain:
         if query is None or self.facts is None:
             return None
         return compare(query, self.facts(), filters)
+
+    def scope(
+        self, question: str, query: str, filters: Filters | None
+    ) -> tuple[str, Filters | None]:
+        """What a question's own words say about which documents to search, as filters, and
+        the query that is left to find the passage within them:
+
+        - a question about one year's report ("2019年政府工作报告…", "据2022年…报告") is asked
+          of the documents of that year, when the index holds any;
+        - a question that names a place (龙港市, 兰州城关区) is asked of the documents about
+          it, when the index holds any (at most ``_PLACE_DOCS``), without the place's name: it
+          says which document, not which passage.
+
+        The caller's own filters stand: a scope that would contradict them is not applied."""
+        docs = self.catalog() if self.catalog else []
+        base = filters or Filters()
+        year = parse(question).report_year
+        if (
+            year is not None
+            and any(year_of(d.date) == year for d in docs)
+            and (base.year_from or year) <= year <= (base.year_to or year)
+        ):
+            base = base.model_copy(update={"year_from": year, "year_to": year})
+        places = places_in(question)
+        names = [n for p in places for n in place_names(p)]
+        about_place = [
+            d.doc_id
+            for d in docs
+            if base.matches({**d.model_dump(), "year": year_of(d.date)})
+            and any(n in f"{d.region or ''} {d.title}" for n in names)
+        ]
+        if about_place and len(about_place) <= _PLACE_DOCS:
+            wanted = (
+                base.doc_id
+                if base.doc_id is None or isinstance(base.doc_id, list)
+                else [base.doc_id]
+            )
+            ids = [i for i in about_place if wanted is None or i in wanted]
+            if ids:
+                base = base.model_copy(update={"doc_id": ids})
+                folded = fold(query)
+                for p in sorted(places, key=len, reverse=True):
+                    folded = folded.replace(p, " ")
+                query = folded.strip() or query
+        return query, (base if base != Filters() else filters)
 
     def retrieval_query(
         self,

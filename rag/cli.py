@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
 from rag.config import Settings
 from rag.embeddings import Embedder
+from rag.errors import RAGError
 from rag.schemas import (
     Answer,
+    ChatEvent,
     CitationsEvent,
     DoneEvent,
     Filters,
     IngestSummary,
+    PassagesEvent,
     SearchResponse,
     TokenEvent,
+    Turn,
 )
 from rag.service import RAGService
 
@@ -205,15 +212,41 @@ def search(
         out.print(h.text, highlight=False)
 
 
+def _print_citations(e: CitationsEvent) -> None:
+    """After an answer: the note that it is the extractive fallback, then its citations, one
+    `[n] ✓ title · doc_id [start:end]` line each with the quote under it."""
+    if e.fallback:
+        out.print(
+            "[yellow]The model failed or was not trusted; this is the extractive answer.[/yellow]"
+        )
+    for c in e.citations:
+        mark = "[green]✓[/green]" if c.verified else "[red]✗ unverified[/red]"
+        out.print(
+            f"[bold][{c.marker}][/bold] {mark} {c.title} · {c.doc_id} [{c.start}:{c.end}]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        out.print(f"    {c.quote}", highlight=False, style="dim", soft_wrap=True)
+
+
+BackendOpt = Annotated[
+    str | None, typer.Option(help="local, openai or extractive (default: RAG_LLM__BACKEND).")
+]
+TopKOpt = Annotated[int | None, typer.Option("--top-k", "-k", min=1, max=50)]
+
+
+def _check_backend(backend: str | None) -> None:
+    if backend not in (None, "local", "openai", "extractive"):
+        raise typer.BadParameter("must be local, openai or extractive", param_hint="--backend")
+
+
 @app.command()
 def query(
     question: Annotated[
         str, typer.Argument(help="A question, in Chinese (either script) or English.")
     ],
-    backend: Annotated[
-        str | None, typer.Option(help="local, openai or extractive (default: RAG_LLM__BACKEND).")
-    ] = None,
-    top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, max=50)] = None,
+    backend: BackendOpt = None,
+    top_k: TopKOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer QUESTION from the indexed documents, every claim cited to a passage.
@@ -221,8 +254,7 @@ def query(
     The answer streams as it is generated, then its citations (document, offsets, quote) are
     listed, each marked verified when the figures of the sentences citing it are in the passage.
     """
-    if backend not in (None, "local", "openai", "extractive"):
-        raise typer.BadParameter("must be local, openai or extractive", param_hint="--backend")
+    _check_backend(backend)
     service = _service()
     events = service.stream_answer(question, backend=backend, top_k=top_k)  # type: ignore[arg-type]
     if as_json:
@@ -242,21 +274,145 @@ def query(
             if not streamed or e.fallback or e.refused or e.answer:
                 out.rule()
                 out.print(e.answer, highlight=False)
-            if e.fallback:
-                out.print(
-                    "[yellow]The model failed or was not trusted; this is the extractive "
-                    "answer.[/yellow]"
-                )
-            for c in e.citations:
-                mark = "[green]✓[/green]" if c.verified else "[red]✗ unverified[/red]"
-                out.print(
-                    f"[bold][{c.marker}][/bold] {mark} {c.title} · {c.doc_id} [{c.start}:{c.end}]",
-                    highlight=False,
-                )
-                out.print(f"    {c.quote}", highlight=False, style="dim")
+            _print_citations(e)
         elif isinstance(e, DoneEvent):
             shown = ", ".join(f"{k} {v:.0f}" for k, v in e.timings.items())
             err.print(f"[dim]{shown}[/dim]")
+
+
+_CHAT_COMMANDS = (
+    "/reset  forget the conversation (the next question starts afresh)",
+    "/help   list these commands",
+    "/quit   leave (also /exit or Ctrl-D); Ctrl-C abandons the answer being written",
+)
+
+
+def _read_line(interactive: bool) -> str | None:
+    """The next line typed (None at the end of input). At a terminal with readline editing and
+    history; Ctrl-C at the prompt gives an empty line. Piped: a plain line, no prompt."""
+    if not interactive:
+        line = sys.stdin.readline()
+        return line or None
+    try:
+        return input("> ")
+    except EOFError:
+        out.print()
+        return None
+    except KeyboardInterrupt:
+        out.print()
+        return ""
+
+
+def _chat_answer(
+    service: RAGService,
+    question: str,
+    backend: str | None,
+    top_k: int | None,
+    history: list[Turn],
+) -> str | None:
+    """Answer one question of the conversation on stdout: the standalone question when it is
+    not what was typed, the answer as it streams, its citations. The final answer text, or
+    None when there is none (an error, Ctrl-C)."""
+    events: Iterator[ChatEvent] | None = None
+    streamed: list[str] = []
+    try:
+        events = service.stream_answer(question, backend, top_k, history=history)  # type: ignore[arg-type]
+        for e in events:
+            if isinstance(e, PassagesEvent):
+                standalone = (e.standalone_question or "").strip()
+                if standalone and standalone != question:
+                    out.print(
+                        f"→ {standalone}",
+                        style="dim",
+                        markup=False,
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+            elif isinstance(e, TokenEvent):
+                out.print(e.text, end="", markup=False, highlight=False, soft_wrap=True)
+                streamed.append(e.text)
+            elif isinstance(e, CitationsEvent):
+                text = "".join(streamed).strip()
+                if text:
+                    out.print()
+                    if e.fallback or e.refused:
+                        out.print("[dim](replaced by:)[/dim]")
+                    elif e.answer.strip() != text:
+                        out.print("[dim](final text:)[/dim]", highlight=False)
+                if e.answer.strip() != text or e.fallback or e.refused:
+                    out.print(e.answer, markup=False, highlight=False, soft_wrap=True)
+                _print_citations(e)
+                return e.answer
+        return None
+    except KeyboardInterrupt:
+        if streamed:
+            out.print()
+        out.print("[dim](answer abandoned)[/dim]", highlight=False)
+        return None
+    except RAGError as exc:
+        if streamed:
+            out.print()
+        out.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return None
+    finally:
+        if isinstance(events, Generator):
+            events.close()
+
+
+@app.command()
+def chat(backend: BackendOpt = None, top_k: TopKOpt = None) -> None:
+    """Talk with the indexed documents: a question, then follow-ups that lean on it.
+
+    Each answer streams as it is generated, then its citations are listed as in `rag query`. A
+    follow-up ("农村呢?", "What about 2018?") is answered as the standalone question it makes
+    with the earlier turns (the last RAG_CONVERSATION__MAX_TURNS), shown first after an arrow
+    (→ …) when it is not what you typed.
+
+    Commands: /reset forgets the conversation, /help lists the commands, /quit, /exit or
+    Ctrl-D leaves; Ctrl-C abandons the answer being written. With stdin not a terminal, reads
+    one question a line (no prompt).
+    """
+    _check_backend(backend)
+    service = _service()
+    interactive = sys.stdin.isatty()
+    if interactive:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401  (line editing and history for input())
+    max_turns = service.settings.conversation.max_turns
+    turns: list[Turn] = []
+    out.print(
+        "[dim]Ask about the indexed documents; /reset starts afresh, /help lists the "
+        "commands, /quit or Ctrl-D leaves.[/dim]",
+        highlight=False,
+        soft_wrap=True,
+    )
+    while (line := _read_line(interactive)) is not None:
+        question = line.strip()
+        if not question:
+            continue
+        command = question.lower()
+        if command in ("/quit", "/exit"):
+            break
+        if command == "/reset":
+            turns.clear()
+            out.print(
+                "[dim]Conversation reset: the next question starts afresh.[/dim]", highlight=False
+            )
+            continue
+        if command == "/help":
+            for c in _CHAT_COMMANDS:
+                out.print(c, markup=False, highlight=False, soft_wrap=True)
+            continue
+        if command.startswith("/") and " " not in command:
+            out.print(
+                f"Unknown command {question}; /help lists them.", markup=False, soft_wrap=True
+            )
+            continue
+        answer = _chat_answer(service, question, backend, top_k, turns)
+        if answer is not None:
+            turns += [Turn(role="user", content=question), Turn(role="assistant", content=answer)]
+            del turns[: max(0, len(turns) - max_turns)]
+        out.print()
 
 
 @app.command()

@@ -279,6 +279,25 @@ def parse(question: str) -> Parsed:
     return _with_topic(parsed)
 
 
+def places_in(question: str) -> list[str]:
+    """The place names a (Chinese) question names: 龙港市, 兰州城关区 …"""
+    text = fold(question)
+    if not _CJK.search(text):
+        return []
+    return [text[s:e] for s, e in _places_zh(_tokens(text))]
+
+
+def place_names(place: str) -> list[str]:
+    """The forms a place goes by in documents: 兰州城关区 → 兰州城关区, 兰州, 城关区, 城关."""
+    parts = [
+        place,
+        *(place[s:e] for s, e in _places_zh(_tokens(place)) if (s, e) != (0, len(place))),
+    ]
+    parts += [t.word for t in _tokens(place) if t.flag in ("ns", "n") and len(t.word) >= 2]
+    names = parts + [p[:-1] for p in parts if len(p) >= 3 and p[-1] in "市区县省州镇旗"]
+    return [n for n in dict.fromkeys(names) if len(n) >= 2 and n not in NOT_REGION]
+
+
 def _with_topic(p: Parsed) -> Parsed:
     """The topic: the first run of content words after the scope, up to the predicate."""
     taken = [s for s in (p.place, p.report, p.year, p.relative) if s]

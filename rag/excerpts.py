@@ -15,20 +15,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 from rag.chunking import split_sentences
 from rag.citations import numbers_in, strip_markers
 from rag.compare import CHANGE_WORDS
 from rag.config import AnswerSettings
+from rag.conversation import place_names
 from rag.facts import taxonomy
+from rag.facts.patterns import TARGET_SENTENCE
 from rag.lexical import LexicalIndex, tokenize
 from rag.schemas import Fact, Passage, SearchHit
 from rag.text import fold, looks_like_instruction, normalize, strip_span
 
 # Share of the question's informative words found in the best excerpt (and its title): above
 # STRONG the passages answer it (a model refusal is overruled); below WEAK they do not.
+Kind = Literal["target", "result"]
 STRONG_EVIDENCE = 0.6
-WEAK_EVIDENCE = 0.25
+WEAK_EVIDENCE = 0.3
+# A sentence of the kind a question asks for (target or result) scores this much more.
+KIND_MATCH = 1.25
 # Within a document, question words found in its title weigh this much (see select_excerpts).
 TITLE_WORD_WEIGHT = 0.2
 # A neighbouring sentence joins an excerpt when it scores at least this share of the best one.
@@ -43,9 +49,15 @@ class Scored:
     score: float
 
 
-def _sentence_score(sentence: str, query_weights: dict[str, float]) -> float:
+def _sentence_score(
+    sentence: str, query_weights: dict[str, float], kind: Kind | None = None
+) -> float:
     tokens = set(tokenize(sentence))
     score = sum(w for t, w in query_weights.items() if t in tokens)
+    if kind is not None and TARGET_SENTENCE.search(sentence):
+        # a question about a target prefers the sentence of this year's goals; about a result,
+        # any other sentence (the same indicator is often in both)
+        score *= KIND_MATCH if kind == "target" else 1 / KIND_MATCH
     return score * (1.1 if numbers_in(sentence) else 1.0)  # facts carry numbers
 
 
@@ -103,8 +115,20 @@ def best_clauses(
     return strip_span(text, clauses[lo][0], clauses[hi][1])
 
 
+def about(places: list[str], hit: SearchHit) -> bool:
+    """Whether a hit is about one of the places a question names (no place named: any hit is):
+    a figure of 城阳区 does not answer a question about 龙港市."""
+    if not places:
+        return True
+    text = fold(f"{hit.title} {hit.region or ''} {hit.text}")
+    return any(name in text for p in places for name in place_names(p))
+
+
 def select_excerpts(
-    hits: list[SearchHit], weights: dict[str, float], settings: AnswerSettings
+    hits: list[SearchHit],
+    weights: dict[str, float],
+    settings: AnswerSettings,
+    kind: Kind | None = None,
 ) -> list[Scored]:
     """The best sentence window of each hit, most relevant first, at most ``context_passages``.
 
@@ -119,7 +143,9 @@ def select_excerpts(
         places = place_words(hit.title, hit.region)
         local = {t: w * (TITLE_WORD_WEIGHT if t in places else 1.0) for t, w in weights.items()}
         scores = [
-            0.0 if looks_like_instruction(hit.text[s:e]) else _sentence_score(hit.text[s:e], local)
+            0.0
+            if looks_like_instruction(hit.text[s:e])
+            else _sentence_score(hit.text[s:e], local, kind)
             for s, e in spans
         ]
         best = max(range(len(spans)), key=lambda i: scores[i])

@@ -81,6 +81,7 @@ class RAGService:
         self._models: dict[str, BaseChatModel | None] = dict(chat_models or {})
         self._models_lock = threading.Lock()
         self._parts_lock = threading.Lock()
+        self._catalog: tuple[int, list[DocumentInfo]] | None = None
 
     # -- parts -----------------------------------------------------------------------------------
 
@@ -193,8 +194,20 @@ class RAGService:
     @cached_property
     def chain(self) -> AnswerChain:
         return AnswerChain(
-            self.retriever, self.settings.answer, self.settings.llm.timeout_s, facts=self.facts
+            self.retriever,
+            self.settings.answer,
+            self.settings.llm.timeout_s,
+            facts=self.facts,
+            catalog=self.catalog,
         )
+
+    def catalog(self) -> list[DocumentInfo]:
+        """The committed documents, read again only when the index moves (the answer chain
+        scopes a question to a year's or a place's documents with it)."""
+        version = self.store.version
+        if self._catalog is None or self._catalog[0] != version:
+            self._catalog = (version, self.documents())
+        return self._catalog[1]
 
     @property
     def default_backend(self) -> LLMBackend:

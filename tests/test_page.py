@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +30,8 @@ if HAVE_PLAYWRIGHT:
         Browser,
         FilePayload,
         Page,
+        Request,
+        Route,
         ViewportSize,
         expect,
         sync_playwright,
@@ -297,4 +300,132 @@ def test_stream_parsing_and_facts_table(browser: Browser, open_server: str) -> N
     page.click("#ask")
     expect(page.locator("#chat-error")).to_contain_text("longer than 2000 characters")
     expect(page.locator("#answer")).to_have_attribute("data-state", "error")
+    assert problems == []
+
+
+def json_body(request: Request) -> dict[str, Any]:
+    body = request.post_data_json
+    assert isinstance(body, dict), body
+    return body
+
+
+def chat_bodies(page: Page) -> list[dict[str, Any]]:
+    """The JSON bodies of the page's POSTs to /v1/chat, recorded as they are sent."""
+    bodies: list[dict[str, Any]] = []
+
+    def record(request: Request) -> None:
+        if request.method == "POST" and request.url.endswith("/v1/chat"):
+            bodies.append(json_body(request))
+
+    page.on("request", record)
+    return bodies
+
+
+def test_a_follow_up_in_the_thread_then_a_new_conversation(
+    browser: Browser, keyed_server: str
+) -> None:
+    """Earlier turns stay shown and go with the next question as its history; a follow-up shows
+    the standalone question it was answered as; 新对话 empties the thread and the history."""
+    problems: list[str] = []
+    page = new_page(browser, problems)
+    bodies = chat_bodies(page)
+    page.goto(keyed_server + "/")
+    page.fill("#api-key", KEY)
+    page.click("#key-save")
+    expect(page.locator("#new-chat")).to_be_hidden()
+
+    first = "延吉市城市低保标准调整到了多少?"
+    ask(page, first)
+    expect(page.locator("#answer-text")).to_contain_text("550")
+    expect(page.locator("#standalone-question")).to_be_hidden()  # answered as asked
+    expect(page.locator("#new-chat")).to_be_visible()
+
+    ask(page, "农村呢?")
+    turns = page.locator("#thread > .turn")
+    expect(turns).to_have_count(2)
+    older, newer = turns.nth(0), turns.nth(1)
+    expect(older.locator(".question-text")).to_have_text(first)
+    expect(older.locator(".answer-text")).to_contain_text("550")
+    expect(older.locator(".citation-list li").first).to_be_visible()
+    expect(newer.locator(".question-text")).to_have_text("农村呢?")
+    expect(newer.locator(".answer-text")).to_contain_text("4400")
+    standalone = newer.locator(".standalone-question")
+    expect(standalone).to_be_visible()
+    expect(standalone).to_contain_text("农村")
+    expect(standalone).to_contain_text("延吉")
+    # The newest turn has the ids, the older one only its classes.
+    expect(page.locator("#standalone-question")).to_contain_text("农村")
+    expect(page.locator("#answer-text")).to_contain_text("4400")
+    assert page.locator("[id='answer-text']").count() == 1
+    assert older.locator("[id]").count() == 0
+
+    # The requests: the first without history, the follow-up with the first turn's question and
+    # final answer.
+    assert len(bodies) == 2
+    assert "history" not in bodies[0]
+    history = bodies[1]["history"]
+    assert [t["role"] for t in history] == ["user", "assistant"]
+    assert history[0]["content"] == first
+    assert "550" in history[1]["content"]
+    assert bodies[1]["question"] == "农村呢?"
+
+    # An earlier turn's citations still open their passage.
+    older.locator(".answer-text button.cite").first.click()
+    expect(page.locator("#doc-text mark")).to_contain_text("550")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "page-thread.png", full_page=True)
+
+    page.click("#new-chat")
+    expect(turns).to_have_count(0)
+    expect(page.locator("#answer")).to_have_count(0)
+    expect(page.locator("#new-chat")).to_be_hidden()
+    ask(page, first)
+    expect(turns).to_have_count(1)
+    expect(page.locator("#answer-text")).to_contain_text("550")
+    assert len(bodies) == 3
+    assert not bodies[2].get("history")
+    assert problems == []
+
+
+def test_history_sent_is_capped(browser: Browser, open_server: str) -> None:
+    """At most the last 20 turns go, each at most 4000 characters; a failed turn stays shown but
+    is not sent."""
+    long_answer = "𠀀" * 4100  # past the cap; outside the BMP: the cap counts code points
+    bodies: list[dict[str, Any]] = []
+
+    def fulfill(route: Route) -> None:
+        body = json_body(route.request)
+        bodies.append(body)
+        if body["question"] == "坏问题":
+            stream = sse("error", {"type": "LLMError", "message": "模型超时 / model timed out"})
+        else:
+            n = len(bodies)
+            stream = (
+                sse("passages", {"passages": [], "standalone_question": body["question"]})
+                + sse("citations", {"answer": f"答案{n}" if n > 1 else long_answer})
+                + sse("done", {"timings": {"total_ms": 1.0}})
+            )
+        route.fulfill(status=200, headers={"content-type": "text/event-stream"}, body=stream)
+
+    problems: list[str] = []
+    page = new_page(browser, problems)
+    page.route("**/v1/chat", fulfill)
+    page.goto(open_server + "/")
+    for i in range(12):
+        ask(page, f"问题{i}")
+    assert "history" not in bodies[0]
+    assert [t["content"] for t in bodies[1]["history"]] == ["问题0", "𠀀" * 4000]
+    page.fill("#question", "坏问题")
+    page.click("#ask")
+    expect(page.locator("#chat-error")).to_contain_text("model timed out")
+    expect(page.locator("#question")).to_have_value("坏问题")  # given back to edit
+    ask(page, "最后")
+    expect(page.locator("#thread > .turn")).to_have_count(14)
+    history = bodies[-1]["history"]
+    assert len(history) == 20
+    assert [t["role"] for t in history] == ["user", "assistant"] * 10
+    assert history[0]["content"] == "问题2" and history[-1]["content"] == "答案12"
+    assert "坏问题" not in [t["content"] for t in history]
+    # The same question back from the server: no "answered as" line.
+    expect(page.locator("#standalone-question")).to_be_hidden()
     assert problems == []

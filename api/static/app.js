@@ -132,38 +132,90 @@
     if (last) yield last;
   }
 
-  // ---- asking ------------------------------------------------------------------------------
+  // ---- asking: a conversation thread -------------------------------------------------------
 
-  let current = null; // {controller, citations: Map<marker, citation>}
+  // What the server accepts of the earlier turns (conversation.max_turns, .max_turn_chars).
+  const MAX_HISTORY_TURNS = 20;
+  const MAX_TURN_CHARS = 4000;
 
-  function setState(state) {
-    $("answer").dataset.state = state;
+  // A run is one turn of the conversation: {controller, citations: Map<marker, citation>,
+  // question, answer (the final text, once the citations event came), turn (its <li>)}.
+  let current = null; // the run answered last (or being answered)
+  let turns = []; // the runs of this conversation, oldest first
+
+  /** A part of a run's turn, by the id the newest turn gives it (`answer-text`, …). */
+  const part = (run, name) => run.turn.querySelector(`[data-id="${name}"]`);
+
+  /** At most `MAX_TURN_CHARS` code points (the server counts code points). */
+  const clip = (text) => (text.length <= MAX_TURN_CHARS ? text : [...text].slice(0, MAX_TURN_CHARS).join(""));
+
+  /** The earlier turns as the API's history: each answered question and its final answer
+   * (a turn that was stopped or failed has no answer and is left out), the last 20 messages. */
+  function history() {
+    const messages = [];
+    for (const run of turns) {
+      if (typeof run.answer !== "string") continue;
+      messages.push({ role: "user", content: clip(run.question) }, { role: "assistant", content: clip(run.answer) });
+    }
+    return messages.slice(-MAX_HISTORY_TURNS);
+  }
+
+  /** A new turn at the bottom of the thread; it takes the ids from the one before. */
+  function newTurn(question) {
+    const thread = $("thread");
+    for (const node of thread.querySelectorAll("[id]")) node.removeAttribute("id");
+    const turn = $("turn-template").content.firstElementChild.cloneNode(true);
+    for (const node of turn.querySelectorAll("[data-id]")) node.id = node.dataset.id;
+    turn.querySelector(".question-text").textContent = question;
+    thread.append(turn);
+    $("new-chat").hidden = false;
+    return turn;
+  }
+
+  function setState(run, state) {
+    part(run, "answer").dataset.state = state;
+    if (run !== current) return;
     const busy = state === "streaming";
     $("ask").disabled = busy;
     $("stop").hidden = !busy;
   }
 
-  function resetAnswer() {
-    showError($("chat-error"), "");
-    clear($("answer-text"));
-    $("answer-flags").textContent = "";
-    $("answer-time").textContent = "";
-    $("answer").hidden = false;
-    for (const id of ["facts", "citations", "passages"]) $(id).hidden = true;
-    clear($("facts-table"));
-    clear($("citation-list"));
-    clear($("passage-list"));
+  function markStopped(run) {
+    if (part(run, "answer").dataset.state !== "streaming") return;
+    part(run, "answer-flags").textContent = "已停止 / stopped";
+    setState(run, "stopped");
+  }
+
+  /** Start over: no turns shown, none sent as history. */
+  function newConversation() {
+    const run = current;
+    current = null;
+    if (run) run.controller.abort();
+    turns = [];
+    clear($("thread"));
+    $("new-chat").hidden = true;
+    $("ask").disabled = false;
+    $("stop").hidden = true;
+    $("question").focus();
   }
 
   async function ask(question) {
-    if (current) current.controller.abort();
-    const run = { controller: new AbortController(), citations: new Map() };
-    current = run;
-    resetAnswer();
-    setState("streaming");
     const body = { question, stream: true };
+    const earlier = history();
+    if (earlier.length) body.history = earlier;
     const backend = $("backend").value;
     if (backend) body.backend = backend;
+    const previous = current;
+    current = null;
+    if (previous) {
+      previous.controller.abort();
+      markStopped(previous);
+    }
+    const run = { controller: new AbortController(), citations: new Map(), question, answer: null, turn: newTurn(question) };
+    turns.push(run);
+    current = run;
+    setState(run, "streaming");
+    $("ask-form").scrollIntoView({ block: "nearest" });
     try {
       let response;
       try {
@@ -188,51 +240,70 @@
         }
         handleEvent(run, event, payload);
       }
-      if (current === run && $("answer").dataset.state === "streaming") {
+      if (current === run && part(run, "answer").dataset.state === "streaming") {
         throw new Error("回答意外中断 / the answer stopped unexpectedly");
       }
     } catch (err) {
       if (current !== run) return;
       if (err.name === "AbortError") {
-        $("answer-flags").textContent = "已停止 / stopped";
-        setState("stopped");
+        markStopped(run);
         return;
       }
-      showError($("chat-error"), err.message);
-      setState("error");
+      failed(run, err.message);
     }
+  }
+
+  /** A turn that failed shows why, and gives its question back to the box (to edit or retry). */
+  function failed(run, message) {
+    showError(part(run, "chat-error"), message);
+    setState(run, "error");
+    if (!$("question").value) $("question").value = run.question;
   }
 
   function handleEvent(run, event, payload) {
     switch (event) {
       case "passages":
-        renderPassages(payload.passages || []);
+        renderStandalone(run, payload.standalone_question);
+        renderPassages(run, payload.passages || []);
         break;
       case "token":
-        $("answer-text").append(document.createTextNode(payload.text || ""));
+        part(run, "answer-text").append(document.createTextNode(payload.text || ""));
         break;
       case "citations":
+        run.answer = payload.answer || "";
         for (const c of payload.citations || []) run.citations.set(c.marker, c);
-        renderAnswer(run, payload.answer || "");
+        renderAnswer(run, run.answer);
         renderCitations(run);
-        renderFlags(payload);
+        renderFlags(run, payload);
         break;
       case "facts":
         renderFacts(run, payload.facts || []);
         break;
       case "done": {
         const ms = payload.timings && payload.timings.total_ms;
-        if (typeof ms === "number") $("answer-time").textContent = `用时 / time: ${(ms / 1000).toFixed(2)} s`;
-        setState("done");
+        if (typeof ms === "number") part(run, "answer-time").textContent = `用时 / time: ${(ms / 1000).toFixed(2)} s`;
+        $("ask-form").scrollIntoView({ block: "nearest" });
+        setState(run, "done");
         break;
       }
       case "error":
-        showError($("chat-error"), `${payload.message || "error"}${payload.type ? ` (${payload.type})` : ""}`);
-        setState("error");
+        failed(run, `${payload.message || "error"}${payload.type ? ` (${payload.type})` : ""}`);
         break;
       default:
         break;
     }
+  }
+
+  /** Two questions alike but for width (？ and ?) and spaces. */
+  const sameQuestion = (a, b) => a.normalize("NFKC").replace(/\s+/g, "") === b.normalize("NFKC").replace(/\s+/g, "");
+
+  /** The question actually answered, when a follow-up ("农村呢?") made it another one. */
+  function renderStandalone(run, standalone) {
+    const box = part(run, "standalone-question");
+    clear(box);
+    const shown = typeof standalone === "string" && standalone.trim() !== "" && !sameQuestion(standalone, run.question);
+    if (shown) box.append(el("span", { className: "turn-label" }, "答 / Answered:"), " ", el("span", { className: "standalone-text" }, standalone));
+    box.hidden = !shown;
   }
 
   function citeButton(run, marker) {
@@ -255,7 +326,7 @@
   /** The final answer, with every marker number that resolves to a citation as a button
    * (`[1,2]` becomes the buttons [1][2]); a marker none of whose numbers resolves stays text. */
   function renderAnswer(run, text) {
-    const box = $("answer-text");
+    const box = part(run, "answer-text");
     clear(box);
     let last = 0;
     // matchAll iterates a copy of the regex: no lastIndex shared between calls
@@ -269,15 +340,15 @@
     box.append(document.createTextNode(text.slice(last)));
   }
 
-  function renderFlags(payload) {
+  function renderFlags(run, payload) {
     const flags = [];
     if (payload.refused) flags.push("资料中没有相关信息 / the documents do not contain this");
     if (payload.fallback) flags.push("模型未能作答，显示原文摘录 / the model failed: extractive answer shown");
-    $("answer-flags").textContent = flags.join(" · ");
+    part(run, "answer-flags").textContent = flags.join(" · ");
   }
 
   function renderCitations(run) {
-    const list = $("citation-list");
+    const list = part(run, "citation-list");
     clear(list);
     for (const [marker, c] of run.citations) {
       list.append(
@@ -293,11 +364,11 @@
         ),
       );
     }
-    $("citations").hidden = run.citations.size === 0;
+    part(run, "citations").hidden = run.citations.size === 0;
   }
 
-  function renderPassages(passages) {
-    const list = $("passage-list");
+  function renderPassages(run, passages) {
+    const list = part(run, "passage-list");
     clear(list);
     for (const p of passages) {
       list.append(
@@ -314,7 +385,7 @@
         ),
       );
     }
-    $("passages").hidden = passages.length === 0;
+    part(run, "passages").hidden = passages.length === 0;
   }
 
   // ---- the facts table of comparison answers ----------------------------------------------
@@ -350,7 +421,7 @@
   }
 
   function renderFacts(run, facts) {
-    const table = $("facts-table");
+    const table = part(run, "facts-table");
     clear(table);
     const rows = facts.filter((f) => f && typeof f === "object");
     const shown = (key) =>
@@ -367,7 +438,7 @@
       ),
     );
     table.append(el("thead", {}, head), el("tbody", {}, ...body));
-    $("facts").hidden = rows.length === 0;
+    part(run, "facts").hidden = rows.length === 0;
   }
 
   // ---- the document view -------------------------------------------------------------------
@@ -579,7 +650,9 @@
     $("ask-form").addEventListener("submit", (event) => {
       event.preventDefault();
       const q = question.value.trim();
-      if (q) ask(q);
+      if (!q) return;
+      question.value = ""; // the question now shows in the thread
+      ask(q);
     });
     // Enter asks, Shift+Enter starts a new line (IME composition keeps its Enter).
     question.addEventListener("keydown", (event) => {
@@ -589,6 +662,7 @@
       }
     });
     $("stop").addEventListener("click", () => current && current.controller.abort());
+    $("new-chat").addEventListener("click", newConversation);
   }
 
   setupKey();

@@ -16,6 +16,7 @@ from rag.facts.extract import attach_facts, extract_facts
 from rag.facts.query import (
     Comparison,
     FactQuery,
+    asked_kind,
     compare,
     entity_label,
     implausible,
@@ -29,6 +30,7 @@ __all__ = [
     "FactQuery",
     "FactTable",
     "Taxonomy",
+    "asked_kind",
     "attach_facts",
     "compare",
     "dump_facts",

@@ -27,6 +27,8 @@ YEAR = re.compile(r"((?:19|20)\d\d)年")
 # a qualifier on the figure (左右, 以上) and words of intent in its clause.
 TARGET_CONTEXT = re.compile(r"目标(?:任务)?(?:是|为)|预期目标\s*[:：]")
 TARGET_WORDS = re.compile(r"拟|力争|计划|确保|争取")
+# A sentence that states this year's goals (not 计划 alone: "1133计划" names a programme).
+TARGET_SENTENCE = re.compile(r"预期目标|目标(?:任务)?(?:是|为|[:：])|今年|本年|拟|力争")
 LEAD_NOISE = re.compile(
     r"^(?:(?:19|20)\d\d年(?:\d{1,2}月)?|全年|今年|去年|上年|其中|预计|实现|完成|主要|累计|共|总计|"
     r"合计|(?:全区|全市|全县|全省|全国)(?!性)|[\s、])+"

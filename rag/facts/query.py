@@ -25,7 +25,9 @@ _ASK_DOWN = re.compile(
     rf"{DOWN}|降幅|\bcut|declin|decreas|drop|fell|\bfall|reduc|lower(ed)?\b", re.IGNORECASE
 )
 _ASK_UP = re.compile(rf"{UP}|增幅|grow|increas|\brise|\brose|rais", re.IGNORECASE)
-_ASK_TARGET = re.compile(r"目标|预期|计划|target|goal|plan", re.IGNORECASE)
+_ASK_TARGET = re.compile(
+    r"目标|预期|计划|拟|安排|力争|提出的|要(?:控制|达到|实现)|target|goal|plan", re.IGNORECASE
+)
 _ASK_RESULT = re.compile(r"回顾|实际|完成|实现|achiev|actual|outcome", re.IGNORECASE)
 _ASK_YEARS = re.compile(
     r"((?:19|20)\d\d)\s*年?\s*(?:至|到|-|~|—|and|to|through|until)\s*((?:19|20)\d\d)",
@@ -101,9 +103,16 @@ def parse_question(question: str) -> FactQuery | None:
         phrase=q,
         direction=direction,
         descending=not (less and not more),
-        kind="target" if _ASK_TARGET.search(low) else "result" if _ASK_RESULT.search(low) else None,
+        kind=asked_kind(low),
         years=(int(years.group(1)), int(years.group(2))) if years else None,
     )
+
+
+def asked_kind(question: str) -> Literal["target", "result"] | None:
+    """Whether a question asks for a target or plan (目标, 拟, 提出的 …) or for a result (实际,
+    完成 …), or neither."""
+    q = fold(question)
+    return "target" if _ASK_TARGET.search(q) else "result" if _ASK_RESULT.search(q) else None
 
 
 @lru_cache(maxsize=1024)
