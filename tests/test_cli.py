@@ -79,7 +79,9 @@ def test_models_lists_the_bundled_embedder(seeded: RAGService) -> None:
     assert any(n.startswith("multilingual-e5-small") for n in names)
 
 
-@pytest.mark.parametrize("command", [[], ["ingest"], ["search"], ["docs"], ["models"]])
+@pytest.mark.parametrize(
+    "command", [[], ["ingest"], ["search"], ["docs"], ["models"], ["query"], ["chat"]]
+)
 def test_help_explains_each_command(command: list[str]) -> None:
     res = subprocess.run(
         [sys.executable, "-m", "rag.cli", *command, "--help"],
@@ -88,6 +90,8 @@ def test_help_explains_each_command(command: list[str]) -> None:
         check=True,
     )
     assert "Usage" in res.stdout and len(res.stdout.splitlines()) > 5
+    if command == ["chat"]:
+        assert all(c in res.stdout for c in ("/reset", "/quit", "--backend", "--top-k"))
 
 
 def test_search_top_k_defaults_to_the_settings(
@@ -129,3 +133,69 @@ def test_eval_is_listed_and_its_help_is_the_harness_own() -> None:
     for param in command.params:
         for opt in param.opts:
             assert opt in res.output, opt
+
+
+def _chat_service(seeded: RAGService, **conversation: object) -> RAGService:
+    """A service on the seeded index (read only), with its own conversation settings and no
+    OpenAI-compatible server configured."""
+    settings = seeded.settings.model_copy(
+        update={
+            "conversation": seeded.settings.conversation.model_copy(update=conversation),
+            "llm": seeded.settings.llm.model_copy(update={"base_url": None}),
+        }
+    )
+    return RAGService(settings, embedder=seeded.embedder, store=seeded.store)
+
+
+CHAT_SESSION = "延吉市城市低保标准调整到了多少?\n农村呢?\n/reset\n农村呢?\n/quit\n"
+RESET_LINE = "Conversation reset: the next question starts afresh."
+
+
+def test_chat_resolves_follow_ups_and_forgets_them_on_reset(
+    seeded: RAGService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "_service", lambda: _chat_service(seeded))
+    res = runner.invoke(cli.app, ["chat", "--backend", "extractive"], input=CHAT_SESSION)
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert "/quit" in lines[0] and "/reset" in lines[0]  # the greeting says how
+    assert lines.count(RESET_LINE) == 1
+    reset = lines.index(RESET_LINE)
+    arrows = [i for i, line in enumerate(lines) if line.startswith("→ ")]
+    assert len(arrows) == 1 and arrows[0] < reset  # the first question stands alone
+    (second,) = arrows
+    assert "550" in "\n".join(lines[1:second])
+    assert "延吉市农村低保标准" in lines[second]
+    assert "4400" in "\n".join(lines[second + 1 : reset])
+    assert any(line.startswith("[1] ✓") for line in lines[second + 1 : reset])  # citations
+    after = lines[reset + 1 :]
+    assert after and not any("延吉" in line for line in after if line.startswith("→"))
+
+
+def test_chat_keeps_only_max_turns_and_survives_errors(
+    seeded: RAGService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With RAG_CONVERSATION__MAX_TURNS=0 no earlier turn is kept: the follow-up is answered as
+    typed. A backend that cannot run is reported, and the loop goes on to the next line."""
+    monkeypatch.setattr(cli, "_service", lambda: _chat_service(seeded, max_turns=0))
+    res = runner.invoke(
+        cli.app,
+        ["chat", "--backend", "extractive"],
+        input="延吉市城市低保标准调整到了多少?\n农村呢?\n",
+    )
+    assert res.exit_code == 0, res.output
+    assert "550" in res.stdout and not any(line.startswith("→") for line in res.stdout.splitlines())
+
+    monkeypatch.setattr(cli, "_service", lambda: _chat_service(seeded))
+    res = runner.invoke(
+        cli.app, ["chat", "--backend", "openai"], input="延吉市城市低保标准调整到了多少?\n\n/help\n"
+    )
+    assert res.exit_code == 0, res.output
+    assert "error: backend 'openai' is not available here" in res.stdout
+    assert "/exit" in res.stdout  # /help, after the error
+
+
+def test_chat_rejects_unknown_backend() -> None:
+    res = runner.invoke(cli.app, ["chat", "--backend", "gpt"])
+    assert res.exit_code == 2
+    assert "local, openai or extractive" in res.output
