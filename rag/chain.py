@@ -25,7 +25,15 @@ import prompts
 from rag.citations import number_in, numbers_in, resolve
 from rag.compare import Written, format_facts, write
 from rag.config import AnswerSettings
-from rag.conversation import Resolved, accept_rewrite, parse, place_names, places_in
+from rag.conversation import (
+    Resolved,
+    accept_rewrite,
+    english_places,
+    parse,
+    pinyin_index,
+    place_names,
+    places_in,
+)
 from rag.excerpts import (
     STRONG_EVIDENCE,
     WEAK_EVIDENCE,
@@ -102,6 +110,7 @@ class AnswerChain:
         self.retriever = retriever
         self.facts = facts
         self.catalog = catalog
+        self._places: tuple[list[DocumentInfo], dict[str, str]] | None = None
         self.settings = settings
         self.timeout_s = timeout_s
         self._prompts = {
@@ -141,7 +150,7 @@ class AnswerChain:
         hits = self.retriever.search(query, top_k=top_k or self.settings.top_k, filters=scoped)
         index = self.retriever.lexical_index()
         weights = query_weights(query, index)
-        places = places_in(question)
+        places = places_in(question if lang == "zh" else query)  # English: in its translation
         excerpts = select_excerpts(hits, weights, self.settings, asked_kind(question))
         passages = to_passages([x for x in excerpts if about(places, x.hit)])
         timings["retrieval_ms"] = ms_since(t0)
@@ -205,7 +214,7 @@ class AnswerChain:
             and (base.year_from or year) <= year <= (base.year_to or year)
         ):
             base = base.model_copy(update={"year_from": year, "year_to": year})
-        places = places_in(question)
+        places = places_in(question) or places_in(query)  # an English one: its translation
         names = [n for p in places for n in place_names(p)]
         about_place = [
             d.doc_id
@@ -240,7 +249,7 @@ class AnswerChain:
         words for the indicators it names (petition → 信访) and, with a model, its translation."""
         if lang != "en":
             return question
-        terms = " ".join(taxonomy().glossary(question).values())
+        terms = " ".join(self.glossary(question).values())
         query = f"{question}\n{terms}"
         if model is not None:
             with contextlib.suppress(Exception):  # retrieval goes on without it
@@ -248,12 +257,26 @@ class AnswerChain:
             timings["translate_ms"] = ms_since(t0)
         return query
 
+    def glossary(self, english: str) -> dict[str, str]:
+        """The documents' own words for what an English question names: indicators (the
+        taxonomy: petition → 信访) and the corpus's places by their pinyin (Longgang → 龙港)."""
+        return {**taxonomy().glossary(english), **english_places(english, self._pinyin())}
+
+    def _pinyin(self) -> dict[str, str]:
+        docs = self.catalog() if self.catalog else []
+        if self._places is None or self._places[0] is not docs:
+            places = {d.region for d in docs if d.region} | {
+                p for d in docs for p in places_in(d.title)
+            }
+            self._places = (docs, pinyin_index(sorted(places)))
+        return self._places[1]
+
     def translate(self, question: str, model: BaseChatModel) -> str:
         """An English question in Chinese, for retrieval over Chinese text (the answer stays
         English)."""
         system = prompts.load("translate_query")
-        terms = taxonomy().glossary(question)
-        if terms:  # the documents' own words for the indicators the question names
+        terms = self.glossary(question)
+        if terms:  # the documents' own words for the indicators and places the question names
             system += "\n" + prompts.load("translate_glossary").format(
                 terms="; ".join(f"{en} = {zh}" for en, zh in terms.items())
             )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -116,6 +116,18 @@ CONTRASTS: tuple[frozenset[str], ...] = tuple(
         "第一产业 第二产业 第三产业",
         "小学 初中 高中",
         "存款 贷款",
+    )
+)
+CONTRASTS_EN: tuple[frozenset[str], ...] = tuple(
+    _words(s)
+    for s in (
+        "urban rural",
+        "exports imports",
+        "income expenditure spending",
+        "target actual",
+        "batches visits",
+        "male female",
+        "deposits loans",
     )
 )
 _EN_STOP = _words(
@@ -298,6 +310,27 @@ def place_names(place: str) -> list[str]:
     return [n for n in dict.fromkeys(names) if len(n) >= 2 and n not in NOT_REGION]
 
 
+def pinyin_index(places: Iterable[str]) -> dict[str, str]:
+    """Place names by their toneless pinyin (``longgang`` → 龙港, ``chengyang`` → 城阳区), for
+    the English names of a corpus's places; names of 5 letters or more (no short collisions)."""
+    from pypinyin import lazy_pinyin
+
+    out: dict[str, str] = {}
+    for place in places:
+        for name in place_names(place):
+            key = "".join(lazy_pinyin(name)).lower()
+            if len(key) >= 5 and key.isascii() and key.isalpha():
+                out.setdefault(key, place)
+    return out
+
+
+def english_places(question: str, index: dict[str, str]) -> dict[str, str]:
+    """The corpus places an English question names: {"Longgang": "龙港"}."""
+    return {
+        w: index[w.lower()] for w in re.findall(r"\b[A-Z][a-z]+\b", question) if w.lower() in index
+    }
+
+
 def _with_topic(p: Parsed) -> Parsed:
     """The topic: the first run of content words after the scope, up to the predicate."""
     taken = [s for s in (p.place, p.report, p.year, p.relative) if s]
@@ -433,19 +466,27 @@ def _ellipsis(q: Parsed, prev: Parsed, inherited: dict[str, str]) -> str | None:
         if prev.topic:
             inherited["topic"] = prev.slot(prev.topic)
         return _apply(prev.text, edits) if edits else None
-    if q.lang == "en":
-        return f"{_apply(prev.text, edits)} ({rest})"
-    for group in CONTRASTS:
-        mine = next((w for w in group if w in rest), None)
+    for group in CONTRASTS if q.lang == "zh" else CONTRASTS_EN:
+        words = set(re.findall(r"[a-z]+", rest.lower())) if q.lang == "en" else set()
+        mine = next((w for w in group if (w in words if q.lang == "en" else w in rest)), None)
         if mine is None:
             continue
-        theirs = [(prev.text.find(w), w) for w in group if w != mine and w in prev.text]
+        low = prev.text.lower() if q.lang == "en" else prev.text
+        theirs = [
+            (m.start(), m.group())
+            for w in group
+            if w != mine
+            for m in [re.search(rf"\b{w}\b" if q.lang == "en" else re.escape(w), low)]
+            if m
+        ]
         if theirs:
             at, word = min(theirs)
             edits.append(_Edit(at, at + len(word), mine))
-            if prev.topic:
-                inherited["topic"] = prev.slot(prev.topic)
+            if prev.topic and not (prev.topic[0] <= at < prev.topic[1]):
+                inherited["topic"] = prev.slot(prev.topic)  # not 集体访人次 once 人次 is 批次
             return _apply(prev.text, edits)
+    if q.lang == "en":
+        return f"{_apply(prev.text, edits)} ({rest})"
     if _MODIFIER.fullmatch(rest):  # "同比呢?": the same question, so qualified
         at = prev.topic[1] if prev.topic else prev.context_end
         edits.append(_Edit(at, at, rest))
@@ -484,9 +525,12 @@ def _inherit(q: Parsed, prev: Parsed, inherited: dict[str, str]) -> str:
                 edits.append(_Edit(*w.span(), f"in {place}"))
                 inherited["place"] = place
     year: int | None = None
+    said = ""
     if q.relative and prev.anchor is not None:
         year = prev.anchor + q.offset
         edits.append(_Edit(*q.relative, "" if lang == "zh" else f"in {year}"))
+        if prev.report and prev.year is None and q.offset <= 0 and lang == "zh":
+            said = "去年" if q.offset else "今年"  # how the report itself names that year
     elif not own_scope and not q.asks_time and prev.anchor is not None:
         year = prev.year_value  # the report scope below carries a report's own year
     if not own_scope and not q.asks_time and prev.report and not q.report:
@@ -496,8 +540,13 @@ def _inherit(q: Parsed, prev: Parsed, inherited: dict[str, str]) -> str:
     if not own_scope and not q.asks_place and place and "place" not in inherited:
         prefix.append(place)
         inherited["place"] = place
-    if year is not None and lang == "zh":
-        prefix.append(_year_text(year, lang))
+    inline = next((i for i, e in enumerate(edits) if e.text == place and place), None)
+    if year is not None and lang == "zh" and inline is not None and not prefix:
+        # "那个城市的…" → "延吉市2016年的…": the year goes with the place it replaced
+        edits[inline] = _Edit(edits[inline].start, edits[inline].end, place + f"{year}年")
+        inherited["time"] = f"{year}年"
+    elif year is not None and lang == "zh":
+        prefix.append(f"{said}（{year}年）" if said else _year_text(year, lang))
         inherited["time"] = _year_text(year, lang)
     elif year is not None:
         inherited["time"] = str(year)

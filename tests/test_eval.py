@@ -77,6 +77,25 @@ def test_seed_quality_gate(env: Path) -> None:
     assert compared.exit_code == 0 and "hybrid:recall@5" in compared.output
 
 
+def test_conversation_gate(env: Path) -> None:
+    """The seeds conversations replayed with the extractive backend: follow-ups answered as
+    well as opening questions, each turn's standalone question in the report."""
+    args = ["eval", "--dataset", "conversations-seeds", "--backend", "extractive"]
+    args += ["--reports", str(env / "reports")]
+    args += ["--min", "first_turn_accuracy=0.8", "--min", "followup_accuracy=0.8"]
+    res = runner.invoke(cli.app, args)
+    assert res.exit_code == 0, res.output
+    (report,) = (env / "reports").glob("conversations-seeds-*.json")
+    data = json.loads(report.read_text())
+    assert data["answers"]["backend"] == "extractive"
+    follow_ups = [d for d in data["details"] if d["type"] == "followup"]
+    assert follow_ups and all(d["standalone_question"] for d in follow_ups)
+    assert any(d["standalone_question"] != d["question"] for d in follow_ups)
+    # one service holds one corpus: all the conversations cannot go to one URL
+    both = runner.invoke(cli.app, ["eval", "--dataset", "conversations", "--url", "http://x"])
+    assert both.exit_code == 2 and "conversations-seeds" in both.stderr
+
+
 def test_threshold_syntax_errors_are_clear() -> None:
     assert parse_thresholds(["recall@5=0.9"]) == {"recall@5": 0.9}
     with pytest.raises(Exception, match="NAME=VALUE"):
