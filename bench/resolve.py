@@ -3,7 +3,8 @@ of the development conversations, with the history they come with and with longe
 
     python bench/resolve.py [--repeat 20] [--json-out PATH]
 
-Each turn is resolved against its conversation's earlier turns (as the harness replays them),
+Each turn is resolved cold (the parse cache cleared: no turn parsed by an earlier request)
+against its conversation's earlier turns (as the harness replays them),
 and again behind a history padded to 5 and to the default limit of 20 turns (each earlier user
 turn is resolved in order, so the cost grows with the history). Also, beside it, the extractive
 answer's own total on the seeds index: the resolution's share of what a user waits for.
@@ -28,7 +29,7 @@ from eval import metrics as M
 from eval.datasets import load_conversations, load_dataset
 from eval.runner import ingest_corpus
 from eval.targets import eval_settings
-from rag.conversation import resolve, warm_up
+from rag.conversation import parse, resolve, warm_up
 from rag.schemas import Turn
 from rag.service import RAGService
 
@@ -70,6 +71,7 @@ def main() -> None:
         ms = []
         for question, history in cases:
             for _ in range(args.repeat):
+                parse.cache_clear()  # cold: no turn parsed by an earlier request
                 t0 = time.perf_counter()
                 resolve(question, history)
                 ms.append((time.perf_counter() - t0) * 1000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Annotated, cast, get_args
@@ -153,7 +154,8 @@ def eval_command(
         str | None,
         typer.Option(
             help="Evaluate a running service (rag serve) through the client instead; "
-            "it must already hold the dataset's corpus."
+            "it must already hold the dataset's corpus (conversations over two corpora: "
+            "seeds=URL,gov=URL)."
         ),
     ] = None,
     api_key: Annotated[
@@ -277,13 +279,9 @@ def _eval_conversations(
 ) -> None:
     conversations = load_conversations(dataset)[:limit] if limit else load_conversations(dataset)
     corpora = sorted({c.corpus for c in conversations})
-    if url and len(corpora) > 1:
-        raise typer.BadParameter(
-            "one service holds one corpus: use conversations-seeds or conversations-gov",
-            param_hint="--url",
-        )
+    urls = _corpus_urls(url, corpora)
     targets: dict[str, Target] = {
-        c: HttpTarget(url, api_key, route) if url else _local_target(c) for c in corpora
+        c: HttpTarget(urls[c], api_key, route) if urls else _local_target(c) for c in corpora
     }
     turns = sum(len(c.turns) for c in conversations)
     settings = eval_settings(corpora[0]) if corpora else eval_settings(dataset)
@@ -307,6 +305,26 @@ def _eval_conversations(
     report.details = details
     print_answers(report)
     _finish(report, reports, thresholds)
+
+
+def _corpus_urls(url: str | None, corpora: Sequence[str]) -> dict[str, str]:
+    """``--url`` for conversations: one URL when they are of one corpus, else one service per
+    corpus as ``seeds=URL,gov=URL`` (a service holds one corpus)."""
+    if not url:
+        return {}
+    if "=" not in url:
+        if len(corpora) > 1:
+            raise typer.BadParameter(
+                "one service holds one corpus: give seeds=URL,gov=URL, or use "
+                "conversations-seeds / conversations-gov",
+                param_hint="--url",
+            )
+        return dict.fromkeys(corpora, url)
+    urls = dict(part.split("=", 1) for part in url.split(",") if part.strip())
+    missing = [c for c in corpora if c not in urls]
+    if missing:
+        raise typer.BadParameter(f"no URL for {', '.join(missing)}", param_hint="--url")
+    return urls
 
 
 def _finish(report: Report, reports: Path, thresholds: dict[str, float]) -> None:

@@ -237,8 +237,10 @@ class Parsed:
         return m.end() if m else end
 
 
+@lru_cache(maxsize=4096)
 def parse(question: str) -> Parsed:
-    """The slots of a question in either script, or in English."""
+    """The slots of a question in either script, or in English (cached: a conversation's
+    earlier turns are parsed again with every follow-up)."""
     text = fold(question).strip()
     lang = "en" if _LATIN.search(text) and not _CJK.search(text) else "zh"
     asks_place = bool(_ASKS_PLACE.search(text))

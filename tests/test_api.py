@@ -22,7 +22,7 @@ from api.client import (
 from rag.config import LLMBackend
 from rag.errors import StoreUnavailable
 from rag.schemas import ChatEvent, CitationsEvent, ErrorEvent, PassagesEvent
-from rag.service import FiltersArg, RAGService
+from rag.service import FiltersArg, HistoryArg, RAGService
 
 from .conftest import serve, service_copy
 
@@ -144,9 +144,10 @@ def test_errors_are_4xx_with_one_json_body(server: str) -> None:
     [
         (
             "/v1/chat",
-            {"question": "延吉市", "history": [{"role": "user", "content": "hi"}]},
-            "history",
+            {"question": "延吉市", "messages": [{"role": "user", "content": "hi"}]},
+            "messages",
         ),
+        ("/v1/search", {"query": "延吉市", "history": []}, "history"),
         ("/v1/chat", {"question": "延吉市", "topk": 3}, "topk"),
         ("/v1/chat", {"question": "延吉市", "filters": {"doc_id": "a"}, "filter": {}}, "filter"),
         ("/v1/search", {"query": "延吉市", "top": 3}, "top"),
@@ -195,6 +196,7 @@ class FailingService(RAGService):
         backend: LLMBackend | None = None,
         top_k: int | None = None,
         filters: FiltersArg = None,
+        history: HistoryArg = None,
     ) -> Iterator[ChatEvent]:
         def fail() -> Iterator[ChatEvent]:
             yield from ()

@@ -93,7 +93,7 @@ def test_conversation_gate(env: Path) -> None:
     assert any(d["standalone_question"] != d["question"] for d in follow_ups)
     # one service holds one corpus: all the conversations cannot go to one URL
     both = runner.invoke(cli.app, ["eval", "--dataset", "conversations", "--url", "http://x"])
-    assert both.exit_code == 2 and "conversations-seeds" in both.stderr
+    assert both.exit_code == 2 and "seeds=URL,gov=URL" in both.stderr
 
 
 def test_threshold_syntax_errors_are_clear() -> None:

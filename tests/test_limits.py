@@ -13,7 +13,7 @@ from api.app import create_app
 from api.limits import RateLimiter
 from rag.config import LLMBackend
 from rag.schemas import ChatEvent
-from rag.service import FiltersArg, RAGService
+from rag.service import FiltersArg, HistoryArg, RAGService
 
 from .conftest import serve, service_copy
 
@@ -63,8 +63,9 @@ class GatedService(RAGService):
         backend: LLMBackend | None = None,
         top_k: int | None = None,
         filters: FiltersArg = None,
+        history: HistoryArg = None,
     ) -> Iterator[ChatEvent]:
-        events = super().stream_answer(question, backend, top_k, filters)
+        events = super().stream_answer(question, backend, top_k, filters, history)
         self.entered.set()
         assert self.gate.wait(60)
         return events
