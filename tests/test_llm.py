@@ -168,3 +168,32 @@ def test_openai_backend_down_falls_back_to_extractive(seeded: RAGService) -> Non
     service = RAGService(settings, embedder=seeded.embedder)
     a = service.answer("城阳区刑事警情平均每年下降多少?")
     assert a.fallback and "16.2%" in a.answer and a.citations
+
+
+def test_a_follow_up_with_the_local_model_and_its_guarded_rewrite(
+    seeded: RAGService, gguf: Path, tmp_path: Path
+) -> None:
+    """The deterministic resolution answers the follow-up; with model_rewrite on, the model's
+    rewrite is used only if it keeps what was inherited (else the deterministic one stands)."""
+    history = [
+        {"role": "user", "content": "延吉市城市低保标准调整到了多少?"},
+        {"role": "assistant", "content": "城市低保标准由每人每月530元调整至550元[1]。"},
+    ]
+    plain = seeded.answer("农村呢?", backend="local", history=history)
+    assert plain.standalone_question == "延吉市农村低保标准调整到了多少?"
+    assert "4400" in plain.answer and not plain.refused
+    settings = seeded.settings.model_copy(
+        update={
+            "conversation": seeded.settings.conversation.model_copy(update={"model_rewrite": True})
+        }
+    )
+    rewriting = RAGService(
+        settings,
+        embedder=seeded.embedder,
+        store=seeded.store,
+        chat_models={"local": seeded.chat_model("local")},
+    )
+    a = rewriting.answer("农村呢?", backend="local", history=history)
+    assert "rewrite_ms" in a.timings
+    assert a.standalone_question and "延吉" in a.standalone_question
+    assert "农村" in a.standalone_question and "4400" in a.answer
