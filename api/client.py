@@ -134,6 +134,24 @@ def _body(first: tuple[str, str], **options: Any) -> dict[str, Any]:
     return body
 
 
+def _chat_body(
+    question: str,
+    top_k: int | None,
+    filters: Filters | None,
+    backend: str | None,
+    history: History | None,
+    stream: bool | None = None,
+) -> dict[str, Any]:
+    return _body(
+        ("question", question),
+        top_k=top_k,
+        filters=filters,
+        backend=backend,
+        stream=stream,
+        history=_history(history),
+    )
+
+
 def _history(history: History | None) -> list[dict[str, str]] | None:
     """Earlier turns as the API takes them, from ``Turn`` objects or ``{"role", "content"}``
     dicts (oldest first)."""
@@ -203,13 +221,7 @@ class RAGClient:
         backend: str | None = None,
         history: History | None = None,
     ) -> Answer:
-        body = _body(
-            ("question", question),
-            top_k=top_k,
-            filters=filters,
-            backend=backend,
-            history=_history(history),
-        )
+        body = _chat_body(question, top_k, filters, backend, history)
         return Answer.model_validate(self._json("POST", "/v1/chat", json=body))
 
     def stream_chat(
@@ -221,14 +233,7 @@ class RAGClient:
         backend: str | None = None,
         history: History | None = None,
     ) -> Iterator[ChatEvent]:
-        body = _body(
-            ("question", question),
-            top_k=top_k,
-            filters=filters,
-            backend=backend,
-            stream=True,
-            history=_history(history),
-        )
+        body = _chat_body(question, top_k, filters, backend, history, stream=True)
         with self._http.stream("POST", "/v1/chat", json=body) as r:
             if r.status_code >= 400:
                 r.read()
@@ -310,13 +315,7 @@ class AsyncRAGClient:
         backend: str | None = None,
         history: History | None = None,
     ) -> Answer:
-        body = _body(
-            ("question", question),
-            top_k=top_k,
-            filters=filters,
-            backend=backend,
-            history=_history(history),
-        )
+        body = _chat_body(question, top_k, filters, backend, history)
         return Answer.model_validate(await self._json("POST", "/v1/chat", json=body))
 
     async def stream_chat(
@@ -328,14 +327,7 @@ class AsyncRAGClient:
         backend: str | None = None,
         history: History | None = None,
     ) -> AsyncIterator[ChatEvent]:
-        body = _body(
-            ("question", question),
-            top_k=top_k,
-            filters=filters,
-            backend=backend,
-            stream=True,
-            history=_history(history),
-        )
+        body = _chat_body(question, top_k, filters, backend, history, stream=True)
         async with self._http.stream("POST", "/v1/chat", json=body) as r:
             if r.status_code >= 400:
                 await r.aread()

@@ -29,9 +29,10 @@ from eval import metrics as M
 from eval.datasets import load_conversations, load_dataset
 from eval.runner import ingest_corpus
 from eval.targets import eval_settings
-from rag.conversation import parse, resolve, warm_up
+from rag.conversation import resolve, warm_up
 from rag.schemas import Turn
 from rag.service import RAGService
+from rag.slots import parse
 
 
 def _cases(pad: int, name: str = "conversations") -> list[tuple[str, list[Turn]]]:

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from eval.datasets import CONVERSATION_SETS, DATASET_NAMES, load_conversations, load_dataset
 from eval.runner import (
+    ConversationTarget,
     Report,
     Target,
     ingest_corpus,
@@ -219,14 +220,7 @@ def eval_command(
         len(samples),
         json.loads(settings.model_dump_json()),
     )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
+    with _progress() as progress:
         for mode in modes:
             task = progress.add_task(f"retrieval ({mode})", total=len(samples))
             scores, details = score_retrieval(
@@ -252,6 +246,18 @@ def eval_command(
     if report.answers:
         print_answers(report)
     _finish(report, reports, thresholds)
+
+
+def _progress() -> Progress:
+    """The progress bars of a run (on stderr, gone when it ends)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
 
 
 def _local_target(dataset: str) -> LocalTarget:
@@ -280,7 +286,7 @@ def _eval_conversations(
     conversations = load_conversations(dataset)[:limit] if limit else load_conversations(dataset)
     corpora = sorted({c.corpus for c in conversations})
     urls = _corpus_urls(url, corpora)
-    targets: dict[str, Target] = {
+    targets: dict[str, ConversationTarget] = {
         c: HttpTarget(urls[c], api_key, route) if urls else _local_target(c) for c in corpora
     }
     turns = sum(len(c.turns) for c in conversations)
@@ -289,14 +295,7 @@ def _eval_conversations(
     report = new_report(
         name or dataset, dataset, target, turns, json.loads(settings.model_dump_json())
     )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
+    with _progress() as progress:
         task = progress.add_task(f"turns ({backend or settings.llm.backend})", total=turns)
         scores, details = score_conversations(
             conversations, targets, backend, partial(progress.advance, task)

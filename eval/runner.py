@@ -26,9 +26,13 @@ class Target(Protocol):
 
     def search(self, question: str, top_k: int, mode: SearchMode) -> list[SearchHit]: ...
 
-    def answer(
-        self, question: str, backend: str | None, history: Sequence[Turn] = ()
-    ) -> Answer: ...
+    def answer(self, question: str, backend: str | None) -> Answer: ...
+
+
+class ConversationTarget(Protocol):
+    """What replaying a conversation needs: an answer given the earlier turns."""
+
+    def answer(self, question: str, backend: str | None, history: Sequence[Turn]) -> Answer: ...
 
 
 class RetrievalScores(BaseModel):
@@ -317,7 +321,7 @@ class ConversationScores(BaseModel):
 
 def score_conversations(
     conversations: Sequence[Conversation],
-    targets: dict[str, Target],
+    targets: dict[str, ConversationTarget],
     backend: str | None,
     progress: Callable[[], None] | None = None,
 ) -> tuple[ConversationScores, list[dict[str, Any]]]:

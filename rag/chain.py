@@ -25,15 +25,7 @@ import prompts
 from rag.citations import number_in, numbers_in, resolve
 from rag.compare import Written, format_facts, write
 from rag.config import AnswerSettings
-from rag.conversation import (
-    Resolved,
-    accept_rewrite,
-    english_places,
-    parse,
-    pinyin_index,
-    place_names,
-    places_in,
-)
+from rag.conversation import Resolved, accept_rewrite
 from rag.excerpts import (
     STRONG_EVIDENCE,
     WEAK_EVIDENCE,
@@ -65,6 +57,7 @@ from rag.schemas import (
     Turn,
     year_of,
 )
+from rag.slots import english_places, parse, pinyin_index, place_names, places_in
 from rag.text import fold
 
 _CJK = re.compile(r"[\u3400-\u9fff]")

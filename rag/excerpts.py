@@ -21,11 +21,11 @@ from rag.chunking import split_sentences
 from rag.citations import numbers_in, strip_markers
 from rag.compare import CHANGE_WORDS
 from rag.config import AnswerSettings
-from rag.conversation import place_names
 from rag.facts import taxonomy
 from rag.facts.patterns import TARGET_SENTENCE
 from rag.lexical import LexicalIndex, tokenize
 from rag.schemas import Fact, Passage, SearchHit
+from rag.slots import place_names
 from rag.text import fold, looks_like_instruction, normalize, strip_span
 
 # Share of the question's informative words found in the best excerpt (and its title): above

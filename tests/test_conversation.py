@@ -17,9 +17,10 @@ from openai import OpenAI
 from api.app import create_app
 from api.client import AsyncRAGClient, RAGClient, ValidationError
 from rag.config import ConversationSettings
-from rag.conversation import Resolved, accept_rewrite, english_places, pinyin_index, resolve
+from rag.conversation import Resolved, accept_rewrite, resolve
 from rag.schemas import PassagesEvent, Turn
 from rag.service import RAGService
+from rag.slots import english_places, pinyin_index
 
 from .conftest import serve, service_copy
 
