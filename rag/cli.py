@@ -361,16 +361,18 @@ def _chat_answer(
 
 @app.command()
 def chat(backend: BackendOpt = None, top_k: TopKOpt = None) -> None:
-    """Talk with the indexed documents: a question, then follow-ups that lean on it.
+    """Talk with the indexed documents: a question, then follow-ups.
 
-    Each answer streams as it is generated, then its citations are listed as in `rag query`. A
-    follow-up ("农村呢?", "What about 2018?") is answered as the standalone question it makes
-    with the earlier turns (the last RAG_CONVERSATION__MAX_TURNS), shown first after an arrow
-    (→ …) when it is not what you typed.
+    Each answer streams as it is written, then its citations are
+    listed as in `rag query`. A follow-up ("农村呢?", "What about
+    2018?") is answered as the standalone question it makes with the
+    earlier turns (the last RAG_CONVERSATION__MAX_TURNS), shown
+    first after an arrow (→ …) when it is not what you typed.
 
-    Commands: /reset forgets the conversation, /help lists the commands, /quit, /exit or
-    Ctrl-D leaves; Ctrl-C abandons the answer being written. With stdin not a terminal, reads
-    one question a line (no prompt).
+    Commands: /reset forgets the conversation, /help lists the
+    commands, /quit, /exit or Ctrl-D leaves; Ctrl-C abandons the
+    answer being written. With stdin not a terminal, it reads one
+    question a line (no prompt).
     """
     _check_backend(backend)
     service = _service()
