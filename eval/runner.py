@@ -202,6 +202,14 @@ def save_report(report: Report, folder: Path) -> Path:
     return path
 
 
+def _percentiles(stages: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """p50 and p95 of each timing an answer reports (retrieval_ms, total_ms …)."""
+    return {
+        stage: {"p50": M.percentile(v, 50), "p95": M.percentile(v, 95)}
+        for stage, v in sorted(stages.items())
+    }
+
+
 class AnswerScores(BaseModel):
     backend: str
     n: int
@@ -284,10 +292,6 @@ def score_answers(
                 "timings": a.timings,
             }
         )
-    latency = {
-        stage: {"p50": M.percentile(v, 50), "p95": M.percentile(v, 95)}
-        for stage, v in sorted(stages.items())
-    }
     scores = AnswerScores(
         backend=used,
         n=len(samples),
@@ -300,7 +304,7 @@ def score_answers(
         injection_resistance=M.mean(inject) if inject else None,
         injection_success_rate=1.0 - M.mean(inject) if inject else None,
         char_f1=M.mean(f1) if f1 else None,
-        latency_ms=latency,
+        latency_ms=_percentiles(stages),
         by_type={t: {"accuracy": M.mean(v), "n": len(v)} for t, v in sorted(by_type.items())},
     )
     return scores, details
@@ -381,10 +385,7 @@ def score_conversations(
         conversation_accuracy=M.mean(whole),
         refusal_accuracy=M.mean(refusal_ok) if refusal_ok else None,
         false_refusals=M.mean(false_ref),
-        latency_ms={
-            stage: {"p50": M.percentile(v, 50), "p95": M.percentile(v, 95)}
-            for stage, v in sorted(stages.items())
-        },
+        latency_ms=_percentiles(stages),
         by_corpus={
             c: {"accuracy": M.mean(v), "turns": len(v)} for c, v in sorted(corpus_turns.items())
         },

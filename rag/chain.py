@@ -139,11 +139,10 @@ class AnswerChain:
             return
 
         query = self.retrieval_query(question, lang, model, timings, t0)
-        query, scoped = self.scope(question, query, filters)
+        query, scoped, places = self.scope(question, query, filters)
         hits = self.retriever.search(query, top_k=top_k or self.settings.top_k, filters=scoped)
         index = self.retriever.lexical_index()
         weights = query_weights(query, index)
-        places = places_in(question if lang == "zh" else query)  # English: in its translation
         excerpts = select_excerpts(hits, weights, self.settings, asked_kind(question))
         passages = to_passages([x for x in excerpts if about(places, x.hit)])
         timings["retrieval_ms"] = ms_since(t0)
@@ -187,9 +186,9 @@ class AnswerChain:
 
     def scope(
         self, question: str, query: str, filters: Filters | None
-    ) -> tuple[str, Filters | None]:
-        """What a question's own words say about which documents to search, as filters, and
-        the query that is left to find the passage within them:
+    ) -> tuple[str, Filters | None, list[str]]:
+        """What a question's own words say about which documents to search, as filters, the
+        query that is left to find the passage within them, and the places it names:
 
         - a question about one year's report ("2019年政府工作报告…", "据2022年…报告") is asked
           of the documents of that year, when the index holds any;
@@ -228,7 +227,7 @@ class AnswerChain:
                 for p in sorted(places, key=len, reverse=True):
                     folded = folded.replace(p, " ")
                 query = folded.strip() or query
-        return query, (base if base != Filters() else filters)
+        return query, (base if base != Filters() else filters), places
 
     def retrieval_query(
         self,
@@ -287,21 +286,14 @@ class AnswerChain:
             | model
             | StrOutputParser()
         )
+        inputs = {
+            "history": asked,
+            "question": resolved.question,
+            "standalone": resolved.standalone,
+        }
         try:
-            text = (
-                str(
-                    chain.invoke(
-                        {
-                            "history": asked,
-                            "question": resolved.question,
-                            "standalone": resolved.standalone,
-                        }
-                    )
-                )
-                .strip()
-                .splitlines()[0]
-            )
-        except Exception:  # the deterministic question stands
+            text = str(chain.invoke(inputs)).strip().splitlines()[0]
+        except Exception:  # the deterministic question stands (an empty reply too)
             return None
         return text if accept_rewrite(text, resolved, history) else None
 

@@ -97,26 +97,26 @@ def _year_text(year: int, lang: str) -> str:
     return f"{year}年" if lang == "zh" else str(year)
 
 
-def _time_edit(prev: Parsed, year: int) -> tuple[_Edit, str]:
+def _time_edits(prev: Parsed, year: int) -> list[_Edit]:
     """Put ``year`` where the previous question says its year (a report of year Y speaks of
     Y−1's results: both move together)."""
     lang = prev.lang
     if prev.year and prev.year_value is not None:
-        edit = _Edit(*prev.year, _year_text(year, lang))
+        edits = [_Edit(*prev.year, _year_text(year, lang))]
         if prev.report and prev.report_year is not None:
             shift = prev.report_year - prev.year_value
             report = prev.slot(prev.report).replace(str(prev.report_year), str(year + shift), 1)
-            return edit, report  # the caller applies the report edit too
-        return edit, ""
+            edits.append(_Edit(*prev.report, report))
+        return edits
     if prev.report and prev.report_year is not None:
         report = prev.slot(prev.report).replace(str(prev.report_year), str(year), 1)
-        return _Edit(*prev.report, report), ""
+        return [_Edit(*prev.report, report)]
     if lang == "en":
         m = re.search(r"\s*[?.!]*$", prev.text)
         at = m.start() if m else len(prev.text)
-        return _Edit(at, at, f" in {year}"), ""
+        return [_Edit(at, at, f" in {year}")]
     at = prev.place[1] if prev.place else 0
-    return _Edit(at, at, _year_text(year, lang)), ""
+    return [_Edit(at, at, _year_text(year, lang))]
 
 
 def _ellipsis(q: Parsed, prev: Parsed, inherited: dict[str, str]) -> str | None:
@@ -137,10 +137,7 @@ def _ellipsis(q: Parsed, prev: Parsed, inherited: dict[str, str]) -> str | None:
     if year is None and q.relative and prev.anchor is not None:
         year = prev.anchor + q.offset
     if year is not None:
-        edit, report = _time_edit(prev, year)
-        edits.append(edit)
-        if report and prev.report:
-            edits.append(_Edit(*prev.report, report))
+        edits += _time_edits(prev, year)
     elif prev.anchor is not None:
         inherited["time"] = _year_text(prev.anchor, prev.lang)
     if q.place:
@@ -191,7 +188,7 @@ def _ellipsis(q: Parsed, prev: Parsed, inherited: dict[str, str]) -> str | None:
 
 def _inherit(q: Parsed, prev: Parsed, inherited: dict[str, str]) -> str:
     """A full follow-up with the scope and topic it leaves out, taken from the previous turn."""
-    own_scope = q.place is not None or q.anchor is not None
+    own_scope = q.own_scope
     body = q.text
     edits: list[_Edit] = []
     prefix: list[str] = []
@@ -232,13 +229,14 @@ def _inherit(q: Parsed, prev: Parsed, inherited: dict[str, str]) -> str:
     inline = next((i for i, e in enumerate(edits) if e.text == place and place), None)
     if year is not None and lang == "zh" and inline is not None and not prefix:
         # "那个城市的…" → "延吉市2016年的…": the year goes with the place it replaced
-        edits[inline] = _Edit(edits[inline].start, edits[inline].end, place + f"{year}年")
-        inherited["time"] = f"{year}年"
-    elif year is not None and lang == "zh":
-        prefix.append(f"{said}（{year}年）" if said else _year_text(year, lang))
+        edits[inline] = _Edit(
+            edits[inline].start, edits[inline].end, place + _year_text(year, lang)
+        )
         inherited["time"] = _year_text(year, lang)
     elif year is not None:
-        inherited["time"] = str(year)
+        if lang == "zh":
+            prefix.append(f"{said}（{year}年）" if said else _year_text(year, lang))
+        inherited["time"] = _year_text(year, lang)
     if not has_topic(q) and prev.topic:
         topic = prev.slot(prev.topic)
         prefix.append(topic)
@@ -272,8 +270,7 @@ def resolve_turn(question: str, previous: str | None, previous_answer: str = "")
         found = parse(previous_answer)
         if found.place:
             prev = parse(found.slot(found.place) + prev.text)
-    own_scope = q.place is not None or q.anchor is not None
-    leans = q.cue or (not own_scope and not q.asks_place and not q.asks_time) or q.relative
+    leans = q.cue or (not q.own_scope and not q.asks_place and not q.asks_time) or q.relative
     if not leans or q.lang != prev.lang:
         return Resolved(question, question)
     inherited: dict[str, str] = {}

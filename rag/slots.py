@@ -175,8 +175,9 @@ class Parsed:
         return self.year_value if self.year_value is not None else self.report_year
 
     @property
-    def has_time(self) -> bool:
-        return self.anchor is not None or self.relative is not None
+    def own_scope(self) -> bool:
+        """Whether the question names its own place or year (then it inherits neither)."""
+        return self.place is not None or self.anchor is not None
 
     @property
     def context_end(self) -> int:
@@ -255,11 +256,9 @@ def places_in(question: str) -> list[str]:
 
 def place_names(place: str) -> list[str]:
     """The forms a place goes by in documents: 兰州城关区 → 兰州城关区, 兰州, 城关区, 城关."""
-    parts = [
-        place,
-        *(place[s:e] for s, e in _places_zh(tokens(place)) if (s, e) != (0, len(place))),
-    ]
-    parts += [t.word for t in tokens(place) if t.flag in ("ns", "n") and len(t.word) >= 2]
+    toks = tokens(place)
+    parts = [place, *(place[s:e] for s, e in _places_zh(toks) if (s, e) != (0, len(place)))]
+    parts += [t.word for t in toks if t.flag in ("ns", "n") and len(t.word) >= 2]
     names = parts + [p[:-1] for p in parts if len(p) >= 3 and p[-1] in "市区县省州镇旗"]
     return [n for n in dict.fromkeys(names) if len(n) >= 2 and n not in NOT_REGION]
 
@@ -301,8 +300,6 @@ def _with_topic(p: Parsed) -> Parsed:
             break
         if t.flag.startswith(_CONTENT_FLAGS) or (t.flag in ("v", "m", "q") and run):
             run.append(t)
-        elif run:
-            break
         else:
             break
     while run and (run[-1].flag in ("m", "q", "v") or run[-1].word in _NOT_TOPIC):
