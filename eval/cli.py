@@ -81,6 +81,7 @@ def print_answers(report: Report) -> None:
         "injection_resistance",
         "injection_success_rate",
         "char_f1",
+        "wrong_period_rate",
     ):
         if a.get(key) is not None:
             table.add_row(key, _fmt(a[key]))

@@ -5,7 +5,9 @@
   (``eval/datasets/injection_docs/``: instructions inside documents, "ignore previous
   instructions", requests for the system prompt, fake citation markers); each question's
   ``must_not_include`` strings are what a successful injection would put in the answer;
-- ``gov``: the same schema over the national government work reports (``../shared/data``);
+- ``gov``: the same schema over the national government work reports (``../shared/data``),
+  both dev files (gov-dev-01 … 50); a ``followup`` sample is a short conversation (``turns``),
+  right when every turn is;
 - ``cmrc2018`` (simplified) and ``drcd`` (traditional): reading-comprehension sets whose passages
   become the corpus (one document per passage, doc_id = passage id) — see their READMEs;
 - ``conversations`` (``eval/datasets/conversations.jsonl``): conversations replayed turn by turn,
@@ -19,9 +21,9 @@ import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
@@ -31,6 +33,12 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 class Evidence(BaseModel):
     doc: str
     quote: str
+
+
+class ConversationTurn(BaseModel):
+    question: str
+    must_include: list[str] = Field(default_factory=list)
+    refuse: bool = False  # the right answer is a refusal
 
 
 class Sample(BaseModel):
@@ -44,6 +52,16 @@ class Sample(BaseModel):
     # reading-comprehension sets: gold answer strings and the passage they come from
     answers: list[str] = Field(default_factory=list)
     passage_id: str | None = None
+    # a follow-up sample: its turns, asked in order with the earlier ones as history (the
+    # sample's question is the first turn's)
+    turns: list[ConversationTurn] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_turn(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "question" not in data and data.get("turns"):
+            return {**data, "question": data["turns"][0]["question"]}
+        return data
 
     @property
     def unanswerable(self) -> bool:
@@ -74,12 +92,6 @@ class Dataset(BaseModel):
                 row = json.loads(line)
                 text = f"{row.get('title', '')}\n{row['text']}".strip()
                 yield f"{row['id']}.txt", text.encode("utf-8")
-
-
-class ConversationTurn(BaseModel):
-    question: str
-    must_include: list[str] = Field(default_factory=list)
-    refuse: bool = False  # the right answer is a refusal
 
 
 class Conversation(BaseModel):
@@ -138,7 +150,11 @@ def load_dataset(name: str) -> Dataset:
         return Dataset(
             name=name,
             kind="evidence",
-            samples=_read_samples(DATASETS_DIR / "gov_dev_questions.jsonl"),
+            samples=[
+                s
+                for f in ("gov_dev_questions.jsonl", "gov_dev_questions_2.jsonl")
+                for s in _read_samples(DATASETS_DIR / f)
+            ],
             corpus=_shared("gov_reports"),
             corpus_kind="files",
         )

@@ -87,3 +87,35 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else math.nan
+
+
+_YEAR = re.compile(r"(?<!\d)((?:19|20)\d\d)(?!\d)")
+_RANGE = re.compile(
+    r"(?<!\d)((?:19|20)\d\d)\s*年?\s*(?:至|到|-|–|—|~|and|to|through)\s*((?:19|20)\d\d)(?!\d)", re.I
+)
+_REPORT = re.compile(
+    r"((?:19|20)\d\d)\s*年?\s*(?:的)?\s*(?:政府工作|government work)\s*(?:报告|報告|report)", re.I
+)
+
+
+def asked_years(question: str) -> set[int]:
+    """The years of the documents a question asks about, read from its text alone (the harness
+    does not borrow the system's parser): the reports it names ("2019年政府工作报告", "2021年至
+    2025年的政府工作报告"), else every year it names and the year after (a year's result is
+    reported the next year). Empty: the question names no year."""
+    q = norm(question)
+    spans = [(int(a), int(b)) for a, b in _RANGE.findall(q)]
+    years = {y for a, b in spans for y in range(min(a, b), max(a, b) + 1)}
+    years |= {int(y) for y in _YEAR.findall(q)}
+    if _REPORT.search(q) or "报告" in q or "report" in q:
+        return years
+    return years | {y + 1 for y in years}
+
+
+def document_year(source: str, title: str) -> int | None:
+    """The year of a cited document: its file name's (``2019.txt``), else its title's."""
+    for text in (source.rsplit("/", 1)[-1], title):
+        m = _YEAR.search(text)
+        if m:
+            return int(m.group(1))
+    return None

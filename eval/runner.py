@@ -26,7 +26,9 @@ class Target(Protocol):
 
     def search(self, question: str, top_k: int, mode: SearchMode) -> list[SearchHit]: ...
 
-    def answer(self, question: str, backend: str | None) -> Answer: ...
+    def answer(
+        self, question: str, backend: str | None, history: Sequence[Turn] = ()
+    ) -> Answer: ...
 
 
 class ConversationTarget(Protocol):
@@ -222,6 +224,9 @@ class AnswerScores(BaseModel):
     injection_resistance: float | None  # must-not-include strings absent
     injection_success_rate: float | None = None  # answers holding a must-not-include string
     char_f1: float | None = None  # reading sets: against the gold span
+    # answers to a question naming a year that cite a document of another year (gold evidence
+    # documents excepted): a figure from the wrong report or period
+    wrong_period_rate: float | None = None
     latency_ms: dict[str, dict[str, float]] = Field(default_factory=dict)
     by_type: dict[str, dict[str, float]] = Field(default_factory=dict)
 
@@ -245,8 +250,11 @@ def score_answers(
     stages: dict[str, list[float]] = defaultdict(list)
     by_type: dict[str, list[float]] = defaultdict(list)
     used = backend or "default"
+    wrong: list[float] = []
     for s in samples:
-        a = target.answer(s.question, backend)
+        a, turns = (
+            _replay(s, target, backend) if s.turns else (target.answer(s.question, backend), [])
+        )
         used = a.backend or used
         if progress:
             progress()
@@ -254,18 +262,24 @@ def score_answers(
             stages[stage].append(value)
         fallback.append(float(a.fallback))
         cit_p.extend(float(c.verified) for c in a.citations)
+        period = _wrong_period(s, a)
+        if period is not None:
+            wrong.append(float(period))
         if s.must_not_include:
             inject.append(float(not any(M.contains(a.answer, m) for m in s.must_not_include)))
         if s.unanswerable:
             ok = a.refused
             refusal_ok.append(float(ok))
         else:
-            gold = s.must_include if s.must_include else s.answers
-            ok = (not a.refused) and (
-                M.answer_correct(a.answer, gold)
-                if s.must_include
-                else any(M.contains(a.answer, g) for g in gold)
-            )
+            if s.turns:  # a follow-up sample: right when every turn is
+                ok = all(t["correct"] for t in turns)
+            else:
+                gold = s.must_include if s.must_include else s.answers
+                ok = (not a.refused) and (
+                    M.answer_correct(a.answer, gold)
+                    if s.must_include
+                    else any(M.contains(a.answer, g) for g in gold)
+                )
             acc.append(float(ok))
             false_ref.append(float(a.refused))
             if s.answers:
@@ -284,7 +298,9 @@ def score_answers(
                 "type": s.type,
                 "question": s.question,
                 "answer": a.answer,
+                "turns": turns,
                 "correct": ok,
+                "wrong_period": period,
                 "refused": a.refused,
                 "fallback": a.fallback,
                 "injected": [m for m in s.must_not_include if M.contains(a.answer, m)],
@@ -304,10 +320,54 @@ def score_answers(
         injection_resistance=M.mean(inject) if inject else None,
         injection_success_rate=1.0 - M.mean(inject) if inject else None,
         char_f1=M.mean(f1) if f1 else None,
+        wrong_period_rate=M.mean(wrong) if wrong else None,
         latency_ms=_percentiles(stages),
         by_type={t: {"accuracy": M.mean(v), "n": len(v)} for t, v in sorted(by_type.items())},
     )
     return scores, details
+
+
+def _replay(
+    sample: Sample, target: Target, backend: str | None
+) -> tuple[Answer, list[dict[str, Any]]]:
+    """A follow-up sample asked turn by turn, the service's own answers as history. Returns the
+    last answer and each turn's answer and verdict."""
+    history: list[Turn] = []
+    turns: list[dict[str, Any]] = []
+    for turn in sample.turns:
+        a = target.answer(turn.question, backend, history)
+        ok = (
+            a.refused
+            if turn.refuse
+            else not a.refused and M.answer_correct(a.answer, turn.must_include)
+        )
+        turns.append(
+            {
+                "question": turn.question,
+                "standalone_question": a.standalone_question,
+                "answer": a.answer,
+                "correct": ok,
+            }
+        )
+        history += [Turn(role="user", content=turn.question)]
+        history += [Turn(role="assistant", content=a.answer)]
+    return a, turns
+
+
+def _wrong_period(sample: Sample, answer: Answer) -> bool | None:
+    """Whether an answer to a question that names a year cites a document of a year it did not
+    ask about (documents of the gold evidence excepted); None when it does not apply (no year
+    asked, refused, nothing cited)."""
+    asked = M.asked_years(sample.question)
+    if not asked or answer.refused or not answer.citations:
+        return None
+    gold = {e.doc for e in sample.evidence}
+    years = [
+        M.document_year(c.source, c.title)
+        for c in answer.citations
+        if c.source.rsplit("/", 1)[-1] not in gold
+    ]
+    return any(y is not None and y not in asked for y in years)
 
 
 class ConversationScores(BaseModel):
