@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
@@ -29,7 +29,9 @@ from rag.conversation import Resolved, accept_rewrite
 from rag.excerpts import (
     STRONG_EVIDENCE,
     WEAK_EVIDENCE,
+    Asked,
     about,
+    about_sentence,
     coverage,
     extractive_answer,
     fact_hints,
@@ -41,6 +43,7 @@ from rag.excerpts import (
 )
 from rag.facts import Comparison, asked_kind, compare, parse_question, taxonomy
 from rag.generation import generate, judge, ms_since
+from rag.periods import time_scope
 from rag.retrieval import HybridRetriever
 from rag.schemas import (
     ChatEvent,
@@ -57,7 +60,7 @@ from rag.schemas import (
     Turn,
     year_of,
 )
-from rag.slots import english_places, parse, pinyin_index, place_names, places_in
+from rag.slots import english_places, pinyin_index, place_names, places_in
 from rag.text import fold
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -65,6 +68,10 @@ _LATIN = re.compile(r"[A-Za-z]")
 _LANGS = ("zh", "en")
 # A place named in a question scopes the search to the documents about it, when they are few.
 _PLACE_DOCS = 100
+# A question that asks for a figure (the answer must hold a number).
+_ASKS_FIGURE = re.compile(r"多少|几(?:个|项|倍|成)|how (?:much|many|fast)|what (?:\w+ )?rate", re.I)
+# How a question names the kind of report it asks about ("政府工作报告").
+_REPORT_NAME = re.compile(r"(?:政府)?工作报告|报告")
 
 
 def language(question: str) -> str:
@@ -89,6 +96,7 @@ class Draft:
     refused: bool = False
     fallback: bool = False
     facts: list[Fact] | None = None
+    note: str = ""  # said after the cited text: the years a range asked about lacks
 
 
 class AnswerChain:
@@ -129,12 +137,20 @@ class AnswerChain:
         timings: dict[str, float] = {}
         lang = language(question)
 
+        absent = self.missing_reports(question, lang)
+        if absent is not None:  # a report the corpus does not hold: said plainly, not guessed
+            timings["retrieval_ms"] = ms_since(t0)
+            yield PassagesEvent(passages=[])
+            yield from self._finish(Draft(absent, [], refused=True), question, timings, t0)
+            return
+
         ranked = self.comparison(question, filters)
         if ranked is not None:
             written = write(ranked, lang)
             timings["retrieval_ms"] = ms_since(t0)
             yield PassagesEvent(passages=written.passages)
             draft = yield from self._comparison_answer(written, model, lang, question, timings, t0)
+            draft = replace(draft, note=self.gaps(ranked.query.reports, lang))
             yield from self._finish(draft, question, timings, t0)
             return
 
@@ -143,7 +159,9 @@ class AnswerChain:
         hits = self.retriever.search(query, top_k=top_k or self.settings.top_k, filters=scoped)
         index = self.retriever.lexical_index()
         weights = query_weights(query, index)
-        excerpts = select_excerpts(hits, weights, self.settings, asked_kind(question))
+        kind = asked_kind(question)
+        asked = Asked(kind, time_scope(question).period(kind))
+        excerpts = select_excerpts(hits, weights, self.settings, asked)
         passages = to_passages([x for x in excerpts if about(places, x.hit)])
         timings["retrieval_ms"] = ms_since(t0)
         yield PassagesEvent(passages=passages)
@@ -153,7 +171,10 @@ class AnswerChain:
         if not passages or missing:
             draft = Draft(refusal(lang), passages, refused=True)
         elif model is None:
-            weak = evidence < WEAK_EVIDENCE and lang == "zh"
+            # too few of the question's words, or a figure asked and none in the best passage
+            weak = (evidence < WEAK_EVIDENCE and lang == "zh") or (
+                bool(_ASKS_FIGURE.search(question)) and not numbers_in(passages[0].text)
+            )
             draft = Draft(
                 refusal(lang) if weak else extractive_answer(passages, lang), passages, refused=weak
             )
@@ -182,7 +203,50 @@ class AnswerChain:
         query = parse_question(question)
         if query is None or self.facts is None:
             return None
-        return compare(query, self.facts(), filters)
+        recent = time_scope(question).recent
+        if recent and not query.over_years:  # "最近三年": the last three years the corpus holds
+            query = replace(query, reports=frozenset(self.years()[-recent:]))
+        facts = self.facts()
+        names = [n for p in places_in(question) for n in place_names(p)]
+        if names:  # "延吉和二道区相比…": only the places named
+            facts = [f for f in facts if any(n in f"{f.region or ''} {f.title}" for n in names)]
+        return compare(query, facts, filters)
+
+    def years(self) -> list[int]:
+        """The years of the committed documents, in order."""
+        docs = self.catalog() if self.catalog else []
+        return sorted({y for d in docs if (y := year_of(d.date)) is not None})
+
+    def missing_reports(self, question: str, lang: str) -> str | None:
+        """The refusal of a question about reports of years the corpus holds no document of
+        ("2020年政府工作报告…" where 2020 is missing), naming the nearest years it holds; None
+        when it holds at least one of the reports named (or the question names none)."""
+        named = time_scope(question).reports
+        held = self.years()
+        if not named or not held or any(y in held for y in named):
+            return None
+        nearby: list[int] = []
+        for y in named:
+            below = [h for h in held if h < y]
+            above = [h for h in held if h > y]
+            nearby += ([below[-1]] if below else []) + ([above[0]] if above else [])
+        sep, unit = ("、", "年") if lang == "zh" else (", ", "")
+        what = _REPORT_NAME.search(fold(question))
+        return prompts.load(f"missing_reports_{lang}").format(
+            missing=sep.join(f"{y}{unit}" for y in named),
+            nearby=sep.join(f"{y}{unit}" for y in sorted(set(nearby))),
+            what=(what.group(0) if what else "报告") if lang == "zh" else "report",
+        )
+
+    def gaps(self, reports: Iterable[int], lang: str) -> str:
+        """What a comparison over named reports says of the years among them the corpus lacks."""
+        held = set(self.years())
+        absent = sorted(y for y in reports if y not in held)
+        if not absent or not held:
+            return ""
+        if lang == "zh":
+            return f"注意:资料中没有{'、'.join(f'{y}年' for y in absent)}的报告。"
+        return f"Note: the documents include no report of {', '.join(map(str, absent))}."
 
     def scope(
         self, question: str, query: str, filters: Filters | None
@@ -190,8 +254,9 @@ class AnswerChain:
         """What a question's own words say about which documents to search, as filters, the
         query that is left to find the passage within them, and the places it names:
 
-        - a question about one year's report ("2019年政府工作报告…", "据2022年…报告") is asked
-          of the documents of that year, when the index holds any;
+        - a question about the reports of some years ("2019年政府工作报告…", "据2022年…报告",
+          "2003年、2005年和2007年的政府工作报告") is asked of the documents of those years, when
+          the index holds any;
         - a question that names a place (龙港市, 兰州城关区) is asked of the documents about
           it, when the index holds any (at most ``_PLACE_DOCS``), without the place's name: it
           says which document, not which passage.
@@ -199,13 +264,15 @@ class AnswerChain:
         The caller's own filters stand: a scope that would contradict them is not applied."""
         docs = self.catalog() if self.catalog else []
         base = filters or Filters()
-        year = parse(question).report_year
-        if (
-            year is not None
-            and any(year_of(d.date) == year for d in docs)
-            and (base.year_from or year) <= year <= (base.year_to or year)
-        ):
-            base = base.model_copy(update={"year_from": year, "year_to": year})
+        reports = set(time_scope(question).reports)
+        of_years = [
+            d.doc_id
+            for d in docs
+            if year_of(d.date) in reports
+            and base.matches({**d.model_dump(), "year": year_of(d.date)})
+        ]
+        if of_years and len(of_years) <= _PLACE_DOCS:
+            base = base.model_copy(update={"doc_id": of_years})
         places = places_in(question) or places_in(query)  # an English one: its translation
         names = [n for p in places for n in place_names(p)]
         about_place = [
@@ -309,7 +376,7 @@ class AnswerChain:
         """The computed ranking as the template wrote it; a model may rewrite the lead sentence,
         kept only if it states the winner's figure with its marker and no figure of its own."""
         lead, fallback = written.lead, False
-        if model is not None:
+        if model is not None and written.rank:  # a series' lead is the template's
             inputs = {"question": question, "facts": format_facts(written, lang), "lead": lead}
             generated = yield from generate(
                 self._compare_prompts[lang] | model, inputs, self.timeout_s, timings, t0
@@ -331,8 +398,13 @@ class AnswerChain:
             answer = draft.text
         else:
             answer, citations = resolve(
-                draft.text, draft.passages, self.settings.remove_unverified, question=question
+                draft.text,
+                draft.passages,
+                self.settings.remove_unverified,
+                question=question,
+                about=about_sentence,
             )
+            answer = f"{answer}\n{draft.note}" if draft.note else answer
         yield CitationsEvent(
             answer=answer, citations=citations, refused=draft.refused, fallback=draft.fallback
         )

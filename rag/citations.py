@@ -5,6 +5,7 @@ must occur in one of the passages it cites."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rag.schemas import Citation, Passage
@@ -78,11 +79,20 @@ def renumber(answer: str, n_passages: int) -> tuple[str, list[int]]:
     return MARKER.sub(sub, answer), order
 
 
+# Whether a passage is about what a sentence is about (the places it names): a figure of 龙港
+# does not support a sentence about 二道区, even when the number is in the passage.
+About = Callable[[str, Passage], bool]
+
+
 def check_sentences(
-    answer: str, cited: dict[int, Passage], given: frozenset[str] = frozenset()
+    answer: str,
+    cited: dict[int, Passage],
+    given: frozenset[str] = frozenset(),
+    about: About | None = None,
 ) -> list[CheckedSentence]:
-    """Each sentence, its markers (new numbering) and whether its numbers are all supported.
-    Numbers ``given`` in the question (a year it asks about) are not claims and are not checked."""
+    """Each sentence, its markers (new numbering) and whether its numbers are all supported by
+    a cited passage (``about`` the sentence's subject, when given). Numbers ``given`` in the
+    question (a year it asks about) are not claims and are not checked."""
     out = []
     for m in _SENTENCE.finditer(answer):
         text = m.group(0)
@@ -90,7 +100,11 @@ def check_sentences(
             continue
         markers = tuple(markers_in(text))
         nums = tuple(n for n in numbers_in(text) if n not in given)
-        passages = [cited[k].text for k in markers if k in cited]
+        passages = [
+            cited[k].text
+            for k in markers
+            if k in cited and (about is None or not nums or about(text, cited[k]))
+        ]
         verified = all(any(number_in(n, p) for p in passages) for n in nums)
         out.append(CheckedSentence(text, markers, nums, verified and (bool(markers) or not nums)))
     return out
@@ -116,17 +130,21 @@ def attach_missing(
 
 
 def resolve(
-    answer: str, passages: list[Passage], remove_unverified: bool = False, question: str = ""
+    answer: str,
+    passages: list[Passage],
+    remove_unverified: bool = False,
+    question: str = "",
+    about: About | None = None,
 ) -> tuple[str, list[Citation]]:
     """The answer with valid, renumbered markers, and its citations with ``verified`` flags."""
     given = frozenset(numbers_in(question))
     text, order = renumber(attach_missing(answer, passages, given), len(passages))
     cited = {new: passages[old - 1] for new, old in enumerate(order, start=1)}
-    sentences = check_sentences(text, cited, given)
+    sentences = check_sentences(text, cited, given, about)
     if remove_unverified and any(not s.verified for s in sentences):
         text = "".join(s.text for s in sentences if s.verified).strip()
         kept = [cited[k].model_copy(update={"n": k}) for k in sorted(cited)]
-        return resolve(text, kept, remove_unverified=False, question=question)
+        return resolve(text, kept, remove_unverified=False, question=question, about=about)
     citations = []
     for k, p in cited.items():
         using = [s for s in sentences if k in s.markers]

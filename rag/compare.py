@@ -21,6 +21,7 @@ class Written:
     body: str
     passages: list[Passage]
     facts: list[Fact]
+    rank: bool = True  # a ranking (a model may rewrite its lead), not a series
 
 
 # (language, descending?, direction) → how the winner is announced
@@ -117,11 +118,7 @@ def write(comparison: Comparison, lang: str) -> Written:
     q = comparison.query
     entity, best = comparison.winner
     best = cite(best)
-    superlative = _SUPERLATIVE[(lang, q.descending, q.direction)]
-    if lang == "zh":
-        lead = f"{entity}{superlative}:{figure(best)}。"
-    else:
-        lead = f"{entity} has the {superlative}: {figure(best)}."
+    lead = _lead(comparison, entity, figure(best), lang)
     lines = [w["by_year" if comparison.by_year else "by_region"]]
     for name, group in comparison.groups:
         figures = w["sep"].join(figure(cite(f)) for f in group)
@@ -148,7 +145,35 @@ def write(comparison: Comparison, lang: str) -> Written:
                 who=f.entity, name=f.indicator, fig=figure(f)[len(f.indicator) :].strip()
             )
         )
-    return Written(lead, "\n".join(lines), passages, list(cited.values()))
+    return Written(lead, "\n".join(lines), passages, list(cited.values()), q.mode == "rank")
+
+
+def _lead(comparison: Comparison, entity: str, best: str, lang: str) -> str:
+    """The answer's first sentence: the winner, the first year (past the threshold), the years
+    alike, or the series from its first year to its last."""
+    q = comparison.query
+    zh = lang == "zh"
+    if q.mode == "first":
+        said = f"首次{q.said}" if q.said else "首次出现"
+        return (
+            f"{entity}{said}:{best}。"
+            if zh
+            else f"{entity} is the first year{' ' + q.said if q.said else ''}: {best}."
+        )
+    if q.mode == "same":
+        value = comparison.groups[0][1][0].value
+        alike = [e for e, fs in comparison.groups if fs[0].value == value]
+        if len(alike) > 1:
+            return (
+                f"{'和'.join(alike)}相同:{best}。"
+                if zh
+                else f"{' and '.join(alike)} are the same: {best}."
+            )
+    if q.mode in ("trend", "same"):
+        first, last = comparison.groups[0][0], comparison.groups[-1][0]
+        return f"{first}至{last}的变化如下。" if zh else f"From {first} to {last}:"
+    superlative = _SUPERLATIVE[(lang, q.descending, q.direction)]
+    return f"{entity}{superlative}:{best}。" if zh else f"{entity} has the {superlative}: {best}."
 
 
 def format_facts(written: Written, lang: str) -> str:

@@ -22,19 +22,20 @@ from rag.citations import numbers_in, strip_markers
 from rag.compare import CHANGE_WORDS
 from rag.config import AnswerSettings
 from rag.facts import taxonomy
-from rag.facts.patterns import TARGET_SENTENCE
 from rag.lexical import LexicalIndex, tokenize
-from rag.schemas import Fact, Passage, SearchHit
-from rag.slots import place_names
+from rag.periods import HEADING, Clock, Period, heading_at, headings
+from rag.schemas import Fact, Located, Passage, SearchHit, year_of
+from rag.slots import place_names, places_in
 from rag.text import fold, looks_like_instruction, normalize, strip_span
 
 # Share of the question's informative words found in the best excerpt (and its title): above
 # STRONG the passages answer it (a model refusal is overruled); below WEAK they do not.
-Kind = Literal["target", "result"]
 STRONG_EVIDENCE = 0.6
 WEAK_EVIDENCE = 0.3
-# A sentence of the kind a question asks for (target or result) scores this much more.
+# A sentence of the kind a question asks for (target or result) scores this much more, one of
+# another kind this much less; so does a sentence about the period asked (2021's result).
 KIND_MATCH = 1.25
+PERIOD_MATCH = 1.5
 # Within a document, question words found in its title weigh this much (see select_excerpts).
 TITLE_WORD_WEIGHT = 0.2
 # A neighbouring sentence joins an excerpt when it scores at least this share of the best one.
@@ -49,15 +50,29 @@ class Scored:
     score: float
 
 
-def _sentence_score(
-    sentence: str, query_weights: dict[str, float], kind: Kind | None = None
-) -> float:
+@dataclass(frozen=True)
+class Asked:
+    """What a question asks for beyond its words: a target or a result, of which years."""
+
+    kind: Literal["target", "result"] | None = None
+    years: tuple[int, int] | None = None
+
+    def factor(self, period: Period | None) -> float:
+        """How much a sentence speaking of ``period`` is preferred (1: no preference)."""
+        if period is None:
+            return 1.0
+        factor = 1.0
+        if self.kind is not None and period.kind is not None:
+            same = (self.kind == "result") == (period.kind == "result")
+            factor *= KIND_MATCH if same else 1 / KIND_MATCH
+        if self.years is not None:
+            factor *= PERIOD_MATCH if period.overlaps(*self.years) else 1 / PERIOD_MATCH
+        return factor
+
+
+def _sentence_score(sentence: str, query_weights: dict[str, float]) -> float:
     tokens = set(tokenize(sentence))
     score = sum(w for t, w in query_weights.items() if t in tokens)
-    if kind is not None and TARGET_SENTENCE.search(sentence):
-        # a question about a target prefers the sentence of this year's goals; about a result,
-        # any other sentence (the same indicator is often in both)
-        score *= KIND_MATCH if kind == "target" else 1 / KIND_MATCH
     return score * (1.1 if numbers_in(sentence) else 1.0)  # facts carry numbers
 
 
@@ -77,6 +92,12 @@ def coverage(text: str, weights: dict[str, float]) -> float:
         return 0.0
     tokens = set(tokenize(text))
     return sum(w for t, w in weights.items() if t in tokens) / total
+
+
+def about_sentence(sentence: str, passage: Located) -> bool:
+    """Whether a passage is about the places an answer sentence names (any, when it names
+    none): the citation check's test that a figure is of the place it is said of."""
+    return about(places_in(sentence), passage)
 
 
 @lru_cache(maxsize=4096)
@@ -115,7 +136,7 @@ def best_clauses(
     return strip_span(text, clauses[lo][0], clauses[hi][1])
 
 
-def about(places: list[str], hit: SearchHit) -> bool:
+def about(places: list[str], hit: Located) -> bool:
     """Whether a hit is about one of the places a question names (no place named: any hit is):
     a figure of 城阳区 does not answer a question about 龙港市."""
     if not places:
@@ -128,12 +149,15 @@ def select_excerpts(
     hits: list[SearchHit],
     weights: dict[str, float],
     settings: AnswerSettings,
-    kind: Kind | None = None,
+    asked: Asked | None = None,
 ) -> list[Scored]:
     """The best sentence window of each hit, most relevant first, at most ``context_passages``.
 
     Words of the question that name the document's place (its region, places in its title) say
-    which document, not which sentence: within that document they count for little.
+    which document, not which sentence: within that document they count for little. A sentence
+    of the kind and period asked (``asked``: the target for 2019, the result of 2021) is
+    preferred; the period of each is read by ``rag.periods`` (the report of 2022 says 2021's
+    result under "一、2021年工作回顾").
     """
     excerpts: list[Scored] = []
     for rank, hit in enumerate(hits):
@@ -142,10 +166,17 @@ def select_excerpts(
             continue
         places = place_words(hit.title, hit.region)
         local = {t: w * (TITLE_WORD_WEIGHT if t in places else 1.0) for t, w in weights.items()}
+        clock = Clock.of(hit.date, hit.title)
+        parts = headings(hit.text)
         scores = [
             0.0
-            if looks_like_instruction(hit.text[s:e])
-            else _sentence_score(hit.text[s:e], local, kind)
+            if looks_like_instruction(hit.text[s:e]) or HEADING.match(hit.text[s:e])
+            else _sentence_score(hit.text[s:e], local)
+            * (
+                asked.factor(clock.read(hit.text[s:e], heading_at(parts, s) or hit.section))
+                if asked
+                else 1.0
+            )
             for s, e in spans
         ]
         best = max(range(len(spans)), key=lambda i: scores[i])
@@ -258,9 +289,31 @@ def extractive_answer(passages: list[Passage], lang: str) -> str:
         if p.score >= 0.6 * best and p.doc_id not in {c.doc_id for c in chosen} and len(chosen) < 3:
             chosen.append(p)
     lines = []
+    regions = [p.region for p in chosen]
     for p in chosen:
-        where = f"{p.region}:" if p.region and len(chosen) > 1 else ""
+        where = source_label(p, by_region=len(set(regions)) == len(regions), lang=lang)
+        if where and len(chosen) == 1 and p.region not in (None, "全国"):
+            where = ""  # one place's document answers: the place is the question's own
         text = strip_markers(p.text)
         body = text.rstrip("。！？!?；;")
         lines.append(f"{where}{body}[{p.n}]{text[len(body) :]}")
     return "\n".join(lines)
+
+
+_TITLE_NOISE = re.compile(r"中华人民共和国|国务院|中國|[《》“”]")
+
+
+def source_label(p: Passage, by_region: bool, lang: str = "zh") -> str:
+    """Where a figure is from, as a lead: its place ("龙港市:") when the passages are of
+    different places, else its document: "2019年政府工作报告:" (a national report's figures
+    are told apart by year, not by the place "全国")."""
+    colon = ":" if lang == "zh" else ": "
+    if by_region and p.region and p.region != "全国":
+        return f"{p.region}{colon}"
+    title = _TITLE_NOISE.sub("", fold(p.title)).strip()
+    if not title:
+        return ""
+    year = year_of(p.date)
+    if year is not None and str(year) not in title:
+        title = f"{year}年{title}" if lang == "zh" else f"{title} ({year})"
+    return f"{title[:30]}{colon}"

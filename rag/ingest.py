@@ -22,12 +22,15 @@ from rag.config import ChunkingSettings
 from rag.embeddings import Embedder
 from rag.facts import attach_facts
 from rag.loaders import SUPPORTED_SUFFIXES, Loaded, LoadError, load_bytes
+from rag.periods import heading_at, headings
 from rag.schemas import Chunk, Document, DocumentInfo, IngestResult, IngestStatus, IngestSummary
 from rag.store import ChromaStore
 from rag.text import guess_date, guess_region, guess_title, index_text
 
 # Bump when cleaning, chunking or metadata extraction change: every document is then re-indexed.
-PIPELINE_VERSION = 4  # 3: indicator facts stored with the chunks; 4: one unit vocabulary
+# 3: indicator facts stored with the chunks; 4: one unit vocabulary; 5: facts with their period
+# and kind (rag/periods.py), chunks with their section heading
+PIPELINE_VERSION = 5
 
 
 class Progress(Protocol):
@@ -56,7 +59,7 @@ def build_document(source: str, loaded: Loaded, digest: str) -> Document:
         source=source,
         title=title,
         text=loaded.text,
-        date=guess_date(loaded.text, title),
+        date=guess_date(loaded.text, title, source),
         region=guess_region(loaded.text, title),
         content_hash=digest,
     )
@@ -259,6 +262,11 @@ class Ingestor:
         )
         if not chunks:
             raise LoadError("no content left after removing boilerplate")
+        parts = headings(doc.text)
+        for c in chunks:  # the period a passage speaks of depends on the part it is in
+            section = heading_at(parts, c.start)
+            if section:
+                c.metadata["section"] = section
         attach_facts(doc, chunks)
         return _Prepared(doc, chunks, item, "replaced" if previous is not None else "added")
 

@@ -219,6 +219,7 @@ def _hit(c: StoredChunk, score: float, dense: float | None, bm25: float | None) 
         region=m.get("region"),
         start=int(m["start"]),
         end=int(m["end"]),
+        section=m.get("section"),
         score=score,
         dense_score=dense,
         bm25_score=bm25,

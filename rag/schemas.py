@@ -38,9 +38,13 @@ class Fact(BaseModel):
     family: str | None = None  # a wider name it belongs to (信访), if any
     value: float
     unit: str = ""
+    qualifier: str = ""  # 左右, 以上, 以内 … as written after the figure
     direction: Literal["down", "up"] | None = None  # a change (下降/增长) or a level (None)
-    kind: Literal["target", "result"] = "result"  # a goal (预期目标, 左右, 以上) or an outcome
-    period: str | None = None  # the year the sentence names, else the document's
+    # a goal (预期目标, 左右, 力争), money or work arranged (拟, 安排) or an outcome
+    kind: Literal["target", "plan", "result"] = "result"
+    # the years the statement speaks of ("2018", "2016–2020"; rag/periods.py): the report of
+    # 2019 reviews 2018
+    period: str | None = None
     doc_id: str
     source: str = ""
     title: str = ""
@@ -56,7 +60,7 @@ class Fact(BaseModel):
 
     @property
     def figure(self) -> str:
-        return f"{self.value:g}{self.unit}"
+        return f"{self.value:g}{self.unit}{self.qualifier}"
 
     @property
     def key(self) -> tuple[str, int, str, float]:
@@ -111,6 +115,9 @@ class Located(BaseModel):
     region: str | None = None
     start: int
     end: int
+    section: str | None = Field(
+        None, description="the heading of the part of the document the text begins in"
+    )
 
 
 class SearchHit(Located):

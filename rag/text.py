@@ -162,6 +162,7 @@ def looks_like_instruction(sentence: str) -> bool:
 _SITE_TAG = re.compile(r"^【[^】]{1,20}】")
 _DATE_FULL = re.compile(r"(19\d{2}|20\d{2})\s*[-年/.]\s*(\d{1,2})\s*[-月/.]\s*(\d{1,2})")
 _YEAR = re.compile(r"(19\d{2}|20\d{2})\s*年")
+_NAME_YEAR = re.compile(r"(?<![0-9])(19\d{2}|20\d{2})(?![0-9])")
 _HEAD_LINES = 8
 
 
@@ -173,13 +174,14 @@ def guess_title(text: str) -> str:
     return ""
 
 
-def guess_date(text: str, title: str = "") -> str | None:
-    """ISO date (``2015-01-13``) from the first lines, or the year (``2019``) from the title."""
+def guess_date(text: str, title: str = "", source: str = "") -> str | None:
+    """ISO date (``2015-01-13``) from the first lines, or the year (``2019``) from the title, or
+    from the file name (``2019.txt``, ``report-2019.pdf``: a year standing alone in it)."""
     head = normalize("\n".join(text[s:e] for s, e in list(iter_lines(text))[:_HEAD_LINES]))
     for y, m, d in _DATE_FULL.findall(head):
         if 1 <= int(m) <= 12 and 1 <= int(d) <= 31:
             return f"{y}-{int(m):02d}-{int(d):02d}"
-    year = _YEAR.search(normalize(title))
+    year = _YEAR.search(normalize(title)) or _NAME_YEAR.search(source.rsplit("/", 1)[-1])
     return year.group(1) if year else None
 
 

@@ -14,9 +14,10 @@ import re
 # What is counted or measured: money, people, shares, things, areas, lengths, weights.
 MEASURES: tuple[str, ...] = (
     *("%", "个百分点", "百分点", "倍"),
-    *("万亿元", "亿元", "万元", "元", "亿美元", "万亿", "亿"),
+    *("万亿元", "亿元", "万元", "元", "万亿美元", "亿美元", "美元", "万亿", "亿"),
     *("万人次", "人次", "万人", "人"),
-    *("万吨", "吨", "万户", "户", "万亩", "亩", "万辆", "辆"),
+    *("亿吨", "万吨", "吨", "万亿斤", "亿斤", "万斤", "斤", "亿公斤", "万公斤", "公斤"),
+    *("万户", "户", "万亩", "亩", "万辆", "辆"),
     *("批", "件", "起", "项", "个", "所", "套", "天"),
     *("平方公里", "平方米", "公里", "千米", "米"),
     "万",
@@ -35,3 +36,16 @@ def alternation(units: tuple[str, ...]) -> str:
 NUMERIC_CHARS: frozenset[str] = frozenset(
     "0123456789０１２３４５６７８９.．%％‰千百十号" + "".join(MEASURES + DATES)
 )
+
+
+# A unit as a multiple of its base, so figures in 亿元 and 万亿元 compare: (base, factor).
+_SCALES = {"万亿": 1e12, "亿": 1e8, "万": 1e4}
+
+
+def base_value(value: float, unit: str) -> tuple[float, str]:
+    """A figure in its base unit: (1.35, "万亿元") → (1.35e12, "元"); (8000, "亿元") → (8e11,
+    "元"); a unit without a scale stays as it is (52, "%") → (52, "%")."""
+    for prefix, factor in _SCALES.items():
+        if unit.startswith(prefix):
+            return value * factor, unit[len(prefix) :]
+    return value, unit

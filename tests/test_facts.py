@@ -77,11 +77,11 @@ def test_targets_are_told_apart_from_results() -> None:
         "今年发展的主要预期目标是:国内生产总值增长6.5%左右;城镇新增就业1100万人以上;"
         "赤字率拟按2.6%安排。"
     )
-    kinds = {(f.indicator, f.value): f.kind for f in extract_facts(text, "2018", year=2018)}
+    kinds = {(f.indicator, f.value): f.kind for f in extract_facts(text, "2018", date="2018")}
     assert kinds[("城镇新增就业", 1351.0)] == "result"
     assert kinds[("城镇新增就业", 1100.0)] == "target"
     assert kinds[("国内生产总值", 6.5)] == "target"
-    assert kinds[("赤字率", 2.6)] == "target"
+    assert kinds[("赤字率", 2.6)] == "target"  # in the paragraph of goals
 
 
 @pytest.mark.parametrize("question", HEADLINE)
@@ -108,7 +108,7 @@ def test_periods_are_compared_by_the_documents_year() -> None:
     facts = [
         f
         for year, text in reports.items()
-        for f in extract_facts(text, str(year), region="全国", year=year)
+        for f in extract_facts(text, str(year), region="全国", date=str(year))
     ]
     q = parse_question("2017年至2019年的政府工作报告中,哪一年的赤字率目标最低?")
     assert q is not None

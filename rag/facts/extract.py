@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Literal
 
 from rag.chunking import split_sentences
 from rag.facts.patterns import (
@@ -27,12 +26,14 @@ from rag.facts.patterns import (
     LEAD_NOISE,
     LEVEL,
     LINKS,
+    OPEN_LEVEL,
+    PLAN_WORDS,
     TARGET_CONTEXT,
     TARGET_WORDS,
-    YEAR,
 )
 from rag.facts.stored import dump_facts
 from rag.facts.taxonomy import taxonomy
+from rag.periods import Clock, Kind, Period, heading_at, headings
 from rag.schemas import Chunk, Document, Fact
 from rag.text import fold, strip_span
 
@@ -97,6 +98,8 @@ def _changes(folded: str, s: int, e: int, prev_subject: str) -> Iterable[_Found]
                 continue
             names = [n for n in named if n is not None]
         else:
+            if FIGURES.search(subject):  # "粮食产量跃上1.4万亿斤新台阶、亩产提升10.1斤": 亩产
+                subject = subject.rsplit("、", 1)[-1]
             one = _indicator(subject)
             if one is None:
                 continue
@@ -106,12 +109,35 @@ def _changes(folded: str, s: int, e: int, prev_subject: str) -> Iterable[_Found]
         return  # one statement per clause
 
 
+def _open_levels(clause: str) -> Iterable[_Found]:
+    """Levels of any indicator, named as the document names it: "赤字率拟按4%左右安排",
+    "粮食产量达到6.07亿吨", "拟安排地方政府专项债券2.15万亿元" (a figure with a unit, after the
+    words that name it)."""
+    for m in OPEN_LEVEL.finditer(clause):
+        if not m.group(3):  # a bare number names nothing comparable
+            continue
+        named = _indicator(m.group(1))
+        if named is None:
+            continue
+        yield named[0], named[1], float(m.group(2)), m.group(3), None, m.group(4) or "", False
+        return  # the first figure of a clause is the one its words name
+
+
 def _levels(folded: str, s: int, e: int) -> Iterable[_Found]:
-    """Levels of known indicators: "地区生产总值660.5亿元" → (name, canonical, value, unit, qual)."""
+    """Levels of known indicators: "地区生产总值660.5亿元" → (name, canonical, value, unit, qual);
+    of any other, as ``_open_levels`` finds them."""
     clause = folded[s:e]
     if CHANGE.search(clause):
+        # "粮食产量首次跃上1.4万亿斤新台阶、亩产提升10.1斤": the items without a change
+        for item in clause.split("、"):
+            if not CHANGE.search(item):
+                yield from _open_levels(item)
         return
-    for a_start, a_end, canonical in taxonomy().find(clause):
+    found = taxonomy().find(clause)
+    if not found:
+        yield from _open_levels(clause)
+        return
+    for a_start, a_end, canonical in found:
         m = LEVEL.match(clause, a_end)
         if not m:
             continue
@@ -135,18 +161,41 @@ def _levels(folded: str, s: int, e: int) -> Iterable[_Found]:
             )
 
 
+def _kind(
+    clause: str, qual: str, target_context: bool, period: Period | None, year: int | None
+) -> Kind:
+    """What a figure's clause states: a target (预期目标, 力争), a plan (拟, 安排) or a result. A
+    figure of a past period is a result unless its clause says otherwise (a review's "控制在3.3%",
+    "稳定在5%左右"); one of the document's own year with a qualifier (左右, 以上) is a target, and
+    one its sentence sets for this year (今年…) takes the sentence's kind."""
+    if target_context or TARGET_WORDS.search(clause):
+        return "target"
+    if PLAN_WORDS.search(clause):
+        return "plan"
+    if period is None or year is None:
+        return "target" if qual else "result"
+    if period.last < year or period.kind == "result":
+        return "result"
+    if qual:
+        return "target"
+    return period.kind if period.kind in ("target", "plan") else "result"
+
+
 def extract_facts(
     text: str,
     doc_id: str,
     source: str = "",
     title: str = "",
     region: str | None = None,
-    year: int | None = None,
+    date: str | None = None,
     spans: Iterable[tuple[int, int]] | None = None,
 ) -> list[Fact]:
-    """Every indicator statement of ``text`` (within ``spans``, the document's content)."""
+    """Every indicator statement of ``text`` (within ``spans``, the document's content), each
+    with the period it speaks of (``rag.periods``: the report of 2019 reviews 2018)."""
     folded = fold(text)
     tax = taxonomy()
+    clock = Clock.of(date, title)
+    parts = headings(text)
     facts: list[Fact] = []
     for span_start, span_end in spans or [(0, len(text))]:
         target_context = False
@@ -155,8 +204,7 @@ def extract_facts(
                 target_context = False  # a new paragraph
             sentence = folded[s:e]
             target_context = target_context or bool(TARGET_CONTEXT.search(sentence))
-            years = YEAR.findall(sentence)
-            period = years[0] if years else (str(year) if year else None)
+            period = clock.read(sentence, heading_at(parts, s))
             prev: re.Match[str] | None = None
             for c in CLAUSE.finditer(folded, s, e):
                 clause = c.group(0)
@@ -168,11 +216,7 @@ def extract_facts(
                     # the fact's span: its clause, with the clause it borrowed its subject from
                     start = prev.start() if borrowed and prev else c.start()
                     start, end = strip_span(text, start, c.end())
-                    kind: Literal["target", "result"] = (
-                        "target"
-                        if qual or target_context or TARGET_WORDS.search(clause)
-                        else "result"
-                    )
+                    kind = _kind(clause, qual, target_context, period, clock.year)
                     facts.append(
                         Fact(
                             indicator=name,
@@ -180,14 +224,15 @@ def extract_facts(
                             family=tax.family_of.get(canonical or ""),
                             value=value,
                             unit=unit,
+                            qualifier=qual,
                             direction=direction,
                             kind=kind,
-                            period=period,
+                            period=period.label if period else None,
                             doc_id=doc_id,
                             source=source,
                             title=title,
                             region=region,
-                            year=year,
+                            year=clock.year,
                             start=start,
                             end=end,
                         )
@@ -207,7 +252,7 @@ def attach_facts(doc: Document, chunks: list[Chunk]) -> None:
             spans.append((c.start, c.end))
     held: dict[int, list[Fact]] = {}
     for f in extract_facts(
-        doc.text, doc.doc_id, doc.source, doc.title, doc.region, doc.year, spans
+        doc.text, doc.doc_id, doc.source, doc.title, doc.region, doc.date, spans
     ):
         holder = next(
             (i for i, c in enumerate(chunks) if c.start <= f.start and f.end <= c.end), None

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
-from rag.facts.patterns import CJK2, DOWN, UP
+from rag.facts.patterns import CJK2, DOWN, NUM, UNIT, UP
 from rag.facts.taxonomy import taxonomy
+from rag.periods import parse_label, time_scope
 from rag.schemas import Fact, Filters
 from rag.text import fold, normalize
+from rag.units import base_value
 
 _ASK_MORE = re.compile(
     r"最多|最高|最大|最快|最好|降幅最大|增幅最大|most|highest|largest|biggest|fastest|greatest|top",
@@ -28,11 +30,22 @@ _ASK_UP = re.compile(rf"{UP}|增幅|grow|increas|\brise|\brose|rais", re.IGNOREC
 _ASK_TARGET = re.compile(
     r"目标|预期|计划|拟|安排|力争|提出的|要(?:控制|达到|实现)|target|goal|plan", re.IGNORECASE
 )
-_ASK_RESULT = re.compile(r"回顾|实际|完成|实现|achiev|actual|outcome", re.IGNORECASE)
-_ASK_YEARS = re.compile(
-    r"((?:19|20)\d\d)\s*年?\s*(?:至|到|-|~|—|and|to|through|until)\s*((?:19|20)\d\d)",
+_ASK_RESULT = re.compile(
+    r"回顾|实际|完成|实现|上一年|去年|跃上|achiev|actual|outcome", re.IGNORECASE
+)
+_ASK_MORE_OF_TWO = re.compile(r"更(?:高|多|大|快)|higher|more|larger|faster", re.IGNORECASE)
+_ASK_LESS_OF_TWO = re.compile(r"更(?:低|少|小|慢)|lower|fewer|smaller|slower", re.IGNORECASE)
+# Questions over a time series: the first year (首次, 从哪一年开始), years alike, the trend.
+_ASK_FIRST = re.compile(r"首次|第一次|从哪一?年|哪一?年(?:开始|起)|first|since when", re.I)
+_ASK_SAME = re.compile(r"哪(?:两|几)年.{0,12}(?:相同|一样|持平)|same", re.IGNORECASE)
+_ASK_TREND = re.compile(r"变化趋势|趋势|怎样变化|如何变化|trend", re.IGNORECASE)
+_THRESHOLD = re.compile(
+    rf"(低于|少于|跌破|不到|高于|超过|突破|跃上|达到|多于|below|under|above|over|exceed\w*|reach\w*)"
+    rf"\s*({NUM})\s*({UNIT})?",
     re.IGNORECASE,
 )
+_BELOW = re.compile(r"低于|少于|跌破|不到|below|under", re.IGNORECASE)
+Mode = Literal["rank", "first", "same", "trend"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +58,27 @@ class FactQuery:
     direction: Literal["down", "up"] | None = None
     descending: bool = True
     kind: Literal["target", "result"] | None = None
-    years: tuple[int, int] | None = None
+    reports: frozenset[int] = frozenset()  # the reports named: facts of these documents' years
+    years: tuple[int, int] | None = None  # the period asked: facts that speak of it
+    mode: Mode = "rank"  # rank the entities, the first year (past a threshold), alike, trend
+    # "首次低于3%": (3, "%", below?) in the base unit (rag.units.base_value)
+    threshold: tuple[float, str, bool] | None = None
+    said: str = ""  # the threshold as the question says it ("低于3%")
+
+    def passes(self, f: Fact) -> bool:
+        """Whether a fact is past the question's threshold (any fact is, without one)."""
+        if self.threshold is None:
+            return True
+        limit, unit, below = self.threshold
+        value, base = base_value(f.value, f.unit)
+        if base != unit:
+            return False
+        return value < limit if below else value >= limit
+
+    @property
+    def over_years(self) -> bool:
+        """Whether what is compared is years (of reports, or of a period), not places."""
+        return bool(self.reports) or self.years is not None
 
     def matches(self, f: Fact) -> bool:
         named = (
@@ -62,11 +95,17 @@ class FactQuery:
             named
             and (self.direction is None or f.direction == self.direction)
             and (self.direction is not None or f.direction is None)
-            and (self.kind is None or f.kind == self.kind)
-            and (
-                self.years is None
-                or (f.year is not None and self.years[0] <= f.year <= self.years[1])
-            )
+            and (self.kind is None or (self.kind == "result") == (f.kind == "result"))
+            and (not self.reports or f.year in self.reports)
+            and (self.years is None or self._in_period(f))
+        )
+
+    def _in_period(self, f: Fact) -> bool:
+        span = parse_label(f.period) or ((f.year, f.year) if f.year else None)
+        return (
+            span is not None
+            and self.years is not None
+            and (self.years[0] <= span[0] and span[1] <= self.years[1])
         )
 
 
@@ -74,8 +113,18 @@ def parse_question(question: str) -> FactQuery | None:
     """A ``FactQuery`` for a comparison/ranking question (either script, or English), else None."""
     q = fold(question)
     low = q.lower()
-    more, less = _ASK_MORE.search(low), _ASK_LESS.search(low)
-    if not (more or less or _ASK_COMPARE.search(low)):
+    more = _ASK_MORE.search(low) or _ASK_MORE_OF_TWO.search(low)
+    less = _ASK_LESS.search(low) or _ASK_LESS_OF_TWO.search(low)
+    mode: Mode = (
+        "first"
+        if _ASK_FIRST.search(low)
+        else "same"
+        if _ASK_SAME.search(low)
+        else "trend"
+        if _ASK_TREND.search(low)
+        else "rank"
+    )
+    if not (more or less or _ASK_COMPARE.search(low)) and mode == "rank":
         return None
     tax = taxonomy()
     named = tax.find(q)
@@ -96,7 +145,14 @@ def parse_question(question: str) -> FactQuery | None:
     direction: Literal["down", "up"] | None = (
         "down" if _ASK_DOWN.search(low) else "up" if _ASK_UP.search(low) else None
     )
-    years = _ASK_YEARS.search(q)
+    scope = time_scope(q)
+    limit = _THRESHOLD.search(low) if mode == "first" else None
+    threshold = None
+    if limit:
+        value, unit = base_value(float(limit.group(2)), limit.group(3) or "")
+        threshold = (value, unit, bool(_BELOW.fullmatch(limit.group(1))))
+    if mode != "rank" and not scope.reports and scope.years is None:
+        return None  # a series is over years the question names
     return FactQuery(
         canonicals=frozenset(canonicals),
         families=frozenset(families),
@@ -104,7 +160,11 @@ def parse_question(question: str) -> FactQuery | None:
         direction=direction,
         descending=not (less and not more),
         kind=asked_kind(low),
-        years=(int(years.group(1)), int(years.group(2))) if years else None,
+        reports=frozenset(scope.reports),
+        years=scope.years,
+        mode=mode,
+        threshold=threshold,
+        said=limit.group(0) if limit else "",
     )
 
 
@@ -180,21 +240,29 @@ def compare(
     ]
     if not matching:
         return None
-    by_year = query.years is not None or len({f.region for f in matching}) == 1
+    by_year = query.over_years or len({f.region for f in matching}) == 1
     flagged: list[Fact] = []
     plausible: list[Fact] = []
     for f in matching:
-        label = (
-            (f"{f.year}年" if f.year else f.title) if by_year else entity_label(f.region, f.title)
-        )
+        label = _year_label(f) if by_year else entity_label(f.region, f.title)
         f = f.model_copy(update={"entity": label, "implausible": implausible(f)})
         (flagged if f.implausible else plausible).append(f)
-    # Only figures in one unit are comparable: the unit most entities report in.
-    units = [f.unit for f in plausible]
-    unit = max(set(units), key=lambda u: (len({f.entity for f in plausible if f.unit == u}), u))
+    # Only figures in one unit are comparable (亿元 and 万亿元 are one): the base unit most
+    # entities report in.
+    units = [base_value(f.value, f.unit)[1] for f in plausible]
+    if not units:
+        return None
+    unit = max(
+        set(units),
+        key=lambda u: (
+            len({f.entity for f in plausible if base_value(f.value, f.unit)[1] == u}),
+            u,
+        ),
+    )
+    sign = -1 if query.descending else 1
     ranked = sorted(
-        (f for f in plausible if f.unit == unit),
-        key=lambda f: (-f.value if query.descending else f.value, f.doc_id, f.start),
+        (f for f in plausible if base_value(f.value, f.unit)[1] == unit),
+        key=lambda f: (sign * base_value(f.value, f.unit)[0], f.doc_id, f.start),
     )
     groups: dict[str, list[Fact]] = {}
     seen: set[tuple[str, int, str, float]] = set()
@@ -204,4 +272,44 @@ def compare(
             groups.setdefault(f.entity or "", []).append(f)
     if not groups:
         return None
-    return Comparison(query, list(groups.items()), flagged, by_year)
+    items = list(groups.items())
+    if by_year and query.mode != "rank":
+        items = _series(query, items)
+        if not items:
+            return None
+    return Comparison(query, items, flagged, by_year)
+
+
+def _year_label(f: Fact) -> str:
+    """A national report's fact by the year it speaks of (the report of 2019 gives 2018's
+    results), else by its document's year."""
+    if f.period:
+        return f"{f.period}年"
+    return f"{f.year}年" if f.year else f.title
+
+
+def _series(query: FactQuery, items: list[tuple[str, list[Fact]]]) -> list[tuple[str, list[Fact]]]:
+    """The groups of a question over a time series, the answer first, the rest in time order:
+    the first year past the threshold (or the first with the figure at all), the years alike,
+    or every year (the trend)."""
+    by_time = sorted(items, key=lambda item: item[0])
+    if query.mode == "first":
+        hit = next(((e, fs) for e, fs in by_time if any(query.passes(f) for f in fs)), None)
+        if hit is None:
+            return []
+        entity, facts = hit
+        best = [f for f in facts if query.passes(f)]
+        return [(entity, best + [f for f in facts if f not in best])] + [
+            item for item in by_time if item[0] != entity
+        ]
+    if query.mode == "same":
+        values: dict[float, list[str]] = {}
+        for e, fs in by_time:
+            values.setdefault(base_value(fs[0].value, fs[0].unit)[0], []).append(e)
+        alike = next((es for es in values.values() if len(es) > 1), None)
+        if alike is None:
+            return by_time
+        return [item for item in by_time if item[0] in alike] + [
+            item for item in by_time if item[0] not in alike
+        ]
+    return by_time

@@ -23,7 +23,8 @@ class ChunkRecord(Protocol):
 
 # Stored with each chunk: what the chunk's metadata does not already say.
 _STORED = {
-    *("indicator", "canonical", "family", "value", "unit", "direction", "kind", "period"),
+    *("indicator", "canonical", "family", "value", "unit", "qualifier", "direction", "kind"),
+    "period",
     *("start", "end"),
 }
 
