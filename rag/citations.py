@@ -59,6 +59,19 @@ def number_in(number: str, passage_text: str) -> bool:
     return False
 
 
+_YEAR_NUMBER = re.compile(r"((?:19|20)\d\d)年")
+
+
+def _supports(passage: Passage, number: str) -> bool:
+    """A number is in the passage; a year ("2018年") may also be the year its document (or the
+    period its figure) speaks of, as an answer labels a figure by it."""
+    if number_in(number, passage.text):
+        return True
+    year = _YEAR_NUMBER.fullmatch(number)
+    dates = re.findall(r"(?:19|20)\d\d", passage.date or "")
+    return bool(year and dates) and int(dates[0]) <= int(year.group(1)) <= int(dates[-1])  # type: ignore[union-attr]
+
+
 def renumber(answer: str, n_passages: int) -> tuple[str, list[int]]:
     """Drop markers outside 1..n_passages; renumber the rest 1..k by first use.
 
@@ -101,11 +114,11 @@ def check_sentences(
         markers = tuple(markers_in(text))
         nums = tuple(n for n in numbers_in(text) if n not in given)
         passages = [
-            cited[k].text
+            cited[k]
             for k in markers
             if k in cited and (about is None or not nums or about(text, cited[k]))
         ]
-        verified = all(any(number_in(n, p) for p in passages) for n in nums)
+        verified = all(any(_supports(p, n) for p in passages) for n in nums)
         out.append(CheckedSentence(text, markers, nums, verified and (bool(markers) or not nums)))
     return out
 

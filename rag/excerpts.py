@@ -170,7 +170,9 @@ def select_excerpts(
         parts = headings(hit.text)
         scores = [
             0.0
-            if looks_like_instruction(hit.text[s:e]) or HEADING.match(hit.text[s:e])
+            if looks_like_instruction(hit.text[s:e])
+            or HEADING.match(hit.text[s:e])
+            or hit.text[s:e].strip() == hit.title  # the title says which document, not what
             else _sentence_score(hit.text[s:e], local)
             * (
                 asked.factor(clock.read(hit.text[s:e], heading_at(parts, s) or hit.section))

@@ -41,7 +41,7 @@ _PAST_YEARS = re.compile(
 # What a sentence states: a goal set for its period, money or work arranged for it, or an outcome.
 _TARGET = re.compile(
     r"预期目标|主要目标|目标(?:任务)?(?:是|为|定为)|调控目标|力争|争取|确保|要达到|"
-    r"预期|预计(?!全年)|预定"
+    r"预期|预定"
 )
 _PLAN_WORDS = re.compile(r"拟|安排|计划(?!单列)|将要|部署")
 _RESULT = re.compile(r"实现|完成|达到|增长了|下降了|回顾|实际|取得|突破|超过|比上年|同比")

@@ -80,3 +80,28 @@ def test_unverified_sentences_can_be_removed() -> None:
     answer, citations = resolve("人次下降52%[1]。总量下降99%[2]。", P, remove_unverified=True)
     assert answer == "人次下降52%[1]。"
     assert [c.doc_id for c in citations] == ["yanji"]
+
+
+def test_a_figure_must_come_from_a_passage_about_the_place_it_is_said_of() -> None:
+    """81.4% is in the cited passage, but the passage is about 龙港: a sentence saying it of
+    二道区 is not verified (and is removed when unverified sentences are)."""
+    from rag.excerpts import about_sentence
+
+    longgang = passage(1, "龙港市城市公园绿地服务半径覆盖率达81.4%。", "longgang").model_copy(
+        update={"title": "龙港市改革报告", "region": "龙港"}
+    )
+    wrong = "长春二道区幸福社区覆盖率目标为81.4%[1]。"
+    _, cited = resolve(wrong, [longgang], about=about_sentence)
+    assert not cited[0].verified
+    text, _ = resolve(wrong, [longgang], remove_unverified=True, about=about_sentence)
+    assert "81.4%" not in text
+    _, cited = resolve("龙港的覆盖率达81.4%[1]。", [longgang], about=about_sentence)
+    assert cited[0].verified
+
+
+def test_a_year_label_is_supported_by_the_cited_documents_date() -> None:
+    p = passage(1, "今年赤字率拟按2.8%安排。", "2019").model_copy(update={"date": "2019"})
+    _, cited = resolve("2019年政府工作报告:今年赤字率拟按2.8%安排[1]。", [p])
+    assert cited[0].verified
+    _, cited = resolve("2020年:赤字率2.8%[1]。", [p])
+    assert not cited[0].verified

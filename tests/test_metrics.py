@@ -56,3 +56,16 @@ def test_percentiles_nearest_rank() -> None:
     assert M.percentile(values, 95) == 40.0
     assert math.isnan(M.percentile([], 50))
     assert M.mean([1.0, 2.0]) == 1.5
+
+
+@pytest.mark.parametrize(
+    ("question", "years"),
+    [
+        ("2019年政府工作报告提出的赤字率是多少?", {2019}),
+        ("2021年至2023年的政府工作报告中哪一年最高?", {2021, 2022, 2023}),
+        ("2021年国内生产总值增长了多少?", {2021, 2022}),  # a result is reported the next year
+        ("哪个城市信访量下降最多?", set()),
+    ],
+)
+def test_asked_years_for_the_wrong_period_rate(question: str, years: set[int]) -> None:
+    assert M.asked_years(question) == years

@@ -7,6 +7,7 @@ import pytest
 
 from rag.facts import compare, extract_facts, parse_question
 from rag.periods import Clock, Period, TimeScope, time_scope
+from rag.service import RAGService
 
 REPORT_2019 = Clock.of("2019", "2019年政府工作报告")
 
@@ -129,3 +130,40 @@ def test_results_are_compared_by_the_year_they_speak_of() -> None:
         ("1987年", "4024亿公斤"),
         ("1986年", "3910亿公斤"),
     ]
+
+
+_SMALL_REPORTS = {
+    "2019.txt": "2019年政府工作报告\n\n一、2018年工作回顾\n\n去年赤字率为2.6%。\n\n"
+    "二、2019年政府工作任务\n\n今年赤字率拟按2.8%安排。\n",
+    "2021.txt": "2021年政府工作报告\n\n一、2020年工作回顾\n\n过去一年国内生产总值增长2.3%。\n\n"
+    "二、2021年政府工作任务\n\n今年赤字率拟按3.2%左右安排。\n",
+}
+
+
+@pytest.fixture
+def reports(fresh: RAGService) -> RAGService:
+    """Two small work reports, named by year as the national reports are (2020 missing)."""
+    summary = fresh.ingest_bytes([(n, t.encode()) for n, t in _SMALL_REPORTS.items()])
+    assert summary.count("added") == 2, summary
+    return fresh
+
+
+def test_a_report_year_the_corpus_lacks_is_refused_plainly(reports: RAGService) -> None:
+    a = reports.answer("2020年政府工作报告安排的赤字率是多少?", backend="extractive")
+    assert a.refused and not a.citations
+    assert "资料中没有2020年的政府工作报告" in a.answer and "2019年、2021年" in a.answer
+
+
+def test_a_named_report_is_answered_from_that_report_and_says_so(reports: RAGService) -> None:
+    a = reports.answer("2021年政府工作报告提出的赤字率是多少?", backend="extractive")
+    assert not a.refused and "3.2%" in a.answer and "2.8%" not in a.answer
+    assert a.answer.startswith("2021年政府工作报告")  # the figure names its report
+    assert {c.source for c in a.citations} == {"2021.txt"}
+
+
+def test_a_range_with_a_gap_says_which_year_is_missing(reports: RAGService) -> None:
+    a = reports.answer(
+        "2019年至2021年的政府工作报告中，哪一年的赤字率目标最高?", backend="extractive"
+    )
+    assert a.facts and a.answer.startswith("2021年最高") and "3.2%左右" in a.answer
+    assert "资料中没有2020年的报告" in a.answer

@@ -93,8 +93,8 @@ class FactQuery:
         )
         return (
             named
-            and (self.direction is None or f.direction == self.direction)
-            and (self.direction is not None or f.direction is None)
+            and (self.direction is None or f.direction == self.direction or self.mode != "rank")
+            and (self.direction is not None or f.direction is None or self.mode != "rank")
             and (self.kind is None or (self.kind == "result") == (f.kind == "result"))
             and (not self.reports or f.year in self.reports)
             and (self.years is None or self._in_period(f))
@@ -243,6 +243,8 @@ def compare(
     by_year = query.over_years or len({f.region for f in matching}) == 1
     flagged: list[Fact] = []
     plausible: list[Fact] = []
+    if by_year:  # the years compared are single years: "过去五年…" is not one of them
+        matching = [f for f in matching if "–" not in (f.period or "")]
     for f in matching:
         label = _year_label(f) if by_year else entity_label(f.region, f.title)
         f = f.model_copy(update={"entity": label, "implausible": implausible(f)})
