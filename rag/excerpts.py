@@ -94,6 +94,12 @@ def coverage(text: str, weights: dict[str, float]) -> float:
     return sum(w for t, w in weights.items() if t in tokens) / total
 
 
+def _bare_title(sentence: str, title: str) -> bool:
+    """A title line without a figure of its own ("2021年政府工作报告") says which document, not
+    what it says."""
+    return sentence.strip() == title and all(n[-1] in "年月日" for n in numbers_in(sentence))
+
+
 def about_sentence(sentence: str, passage: Located) -> bool:
     """Whether a passage is about the places an answer sentence names (any, when it names
     none): the citation check's test that a figure is of the place it is said of."""
@@ -172,7 +178,7 @@ def select_excerpts(
             0.0
             if looks_like_instruction(hit.text[s:e])
             or HEADING.match(hit.text[s:e])
-            or hit.text[s:e].strip() == hit.title  # the title says which document, not what
+            or _bare_title(hit.text[s:e], hit.title)
             else _sentence_score(hit.text[s:e], local)
             * (
                 asked.factor(clock.read(hit.text[s:e], heading_at(parts, s) or hit.section))
