@@ -172,9 +172,12 @@ class AnswerChain:
             draft = Draft(refusal(lang), passages, refused=True)
         elif model is None:
             # too few of the question's words, or a figure asked and none in the best passage
-            weak = (evidence < WEAK_EVIDENCE and lang == "zh") or (
-                bool(_ASKS_FIGURE.search(question))
-                and not any(n[-1] not in "年月日" for n in numbers_in(passages[0].text))
+            weak = lang == "zh" and (
+                evidence < WEAK_EVIDENCE
+                or (
+                    bool(_ASKS_FIGURE.search(question))
+                    and not any(n[-1] not in "年月日" for n in numbers_in(passages[0].text))
+                )
             )
             draft = Draft(
                 refusal(lang) if weak else extractive_answer(passages, lang), passages, refused=weak

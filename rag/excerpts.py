@@ -300,7 +300,7 @@ def extractive_answer(passages: list[Passage], lang: str) -> str:
     regions = [p.region for p in chosen]
     for p in chosen:
         where = source_label(p, by_region=len(set(regions)) == len(regions), lang=lang)
-        if where and len(chosen) == 1 and p.region not in (None, "全国"):
+        if where and len(chosen) == 1 and p.region != "全国":
             where = ""  # one place's document answers: the place is the question's own
         text = strip_markers(p.text)
         body = text.rstrip("。！？!?；;")

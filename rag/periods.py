@@ -43,7 +43,7 @@ _TARGET = re.compile(
     r"预期目标|主要目标|目标(?:任务)?(?:是|为|定为)|调控目标|力争|争取|确保|要达到|"
     r"预期|预定"
 )
-_PLAN_WORDS = re.compile(r"拟|安排|计划(?!单列)|将要|部署")
+_PLAN_WORDS = re.compile(r"拟|安排|(?<![\d”])计划(?!单列)|将要|部署")  # not "1133”计划"
 _RESULT = re.compile(r"实现|完成|达到|增长了|下降了|回顾|实际|取得|突破|超过|比上年|同比")
 # A heading: a numbered part ("一、2018年工作回顾", "二、2019年政府工作任务") or a markdown one.
 HEADING = re.compile(r"^\s*(?:[一二三四五六七八九十]{1,3}[、.．]|#{1,4}\s)\s*\S.{0,48}$")

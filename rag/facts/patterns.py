@@ -27,7 +27,7 @@ CLAUSE = re.compile(r"[^,，;；:：。！？!?\n]+")
 TARGET_CONTEXT = re.compile(r"目标(?:任务)?(?:是|为)|预期目标\s*[:：]")
 TARGET_WORDS = re.compile(r"力争|确保|争取|预期|目标|控制在")
 # Money or work arranged for the year (拟安排, 计划发行): a plan ("1133计划" names a programme).
-PLAN_WORDS = re.compile(r"拟|安排|(?<![\d])计划(?!单列)")
+PLAN_WORDS = re.compile(r"拟|安排|(?<![\d”])计划(?!单列)")
 LEAD_NOISE = re.compile(
     r"^(?:(?:19|20)\d\d年(?:\d{1,2}月)?|全年|今年|去年|上年|其中|预计|实现|完成|主要|累计|共|总计|"
     r"合计|(?:全区|全市|全县|全省|全国)(?!性)|拟安排|拟发行|拟|安排|发行|提出|要|[\s、])+"
