@@ -300,8 +300,10 @@ def extractive_answer(passages: list[Passage], lang: str) -> str:
     regions = [p.region for p in chosen]
     for p in chosen:
         where = source_label(p, by_region=len(set(regions)) == len(regions), lang=lang)
-        if where and len(chosen) == 1 and p.region != "全国":
-            where = ""  # one place's document answers: the place is the question's own
+        if where and len(chosen) == 1 and p.region != "全国" and not (p.region is None and p.date):
+            # one place's document answers: the place is the question's own (a dated document
+            # of no place, one of a series of reports, still says which it is)
+            where = ""
         text = strip_markers(p.text)
         body = text.rstrip("。！？!?；;")
         lines.append(f"{where}{body}[{p.n}]{text[len(body) :]}")
