@@ -237,7 +237,9 @@ class _Target:
     def search(self, question: str, top_k: int, mode: SearchMode) -> Any:
         raise NotImplementedError
 
-    def answer(self, question: str, backend: str | None) -> Answer:
+    def answer(self, question: str, backend: str | None, history: Sequence[Any] = ()) -> Answer:
+        if history:  # follow-up samples are not part of this benchmark's question set
+            raise ValueError("the naive baseline answers single questions, not conversations")
         return self.pipes.answer(self.pipeline, question, backend)  # type: ignore[arg-type]
 
 
