@@ -22,7 +22,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
 import prompts
-from rag.citations import number_in, numbers_in, resolve
+from rag.citations import has_figure, number_in, numbers_in, resolve
 from rag.compare import Written, format_facts, write
 from rag.config import AnswerSettings
 from rag.conversation import Resolved, accept_rewrite
@@ -174,10 +174,7 @@ class AnswerChain:
             # too few of the question's words, or a figure asked and none in the best passage
             weak = lang == "zh" and (
                 evidence < WEAK_EVIDENCE
-                or (
-                    bool(_ASKS_FIGURE.search(question))
-                    and not any(n[-1] not in "年月日" for n in numbers_in(passages[0].text))
-                )
+                or (bool(_ASKS_FIGURE.search(question)) and not has_figure(passages[0].text))
             )
             draft = Draft(
                 refusal(lang) if weak else extractive_answer(passages, lang), passages, refused=weak

@@ -62,6 +62,11 @@ def number_in(number: str, passage_text: str) -> bool:
 _YEAR_NUMBER = re.compile(r"((?:19|20)\d\d)年")
 
 
+def has_figure(text: str) -> bool:
+    """Whether a text states a figure: a number that is not a date ("2021年" is not one)."""
+    return any(n[-1] not in DATES for n in numbers_in(text))
+
+
 def _supports(passage: Passage, number: str) -> bool:
     """A number is in the passage; a year ("2018年") may also be the year its document (or the
     period its figure) speaks of, as an answer labels a figure by it."""
@@ -69,7 +74,9 @@ def _supports(passage: Passage, number: str) -> bool:
         return True
     year = _YEAR_NUMBER.fullmatch(number)
     dates = re.findall(r"(?:19|20)\d\d", passage.date or "")
-    return bool(year and dates) and int(dates[0]) <= int(year.group(1)) <= int(dates[-1])  # type: ignore[union-attr]
+    if year is None or not dates:
+        return False
+    return int(dates[0]) <= int(year.group(1)) <= int(dates[-1])
 
 
 def renumber(answer: str, n_passages: int) -> tuple[str, list[int]]:

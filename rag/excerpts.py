@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Literal
 
 from rag.chunking import split_sentences
-from rag.citations import numbers_in, strip_markers
+from rag.citations import has_figure, numbers_in, strip_markers
 from rag.compare import CHANGE_WORDS
 from rag.config import AnswerSettings
 from rag.facts import taxonomy
@@ -97,7 +97,7 @@ def coverage(text: str, weights: dict[str, float]) -> float:
 def _bare_title(sentence: str, title: str) -> bool:
     """A title line without a figure of its own ("2021年政府工作报告") says which document, not
     what it says."""
-    return sentence.strip() == title and all(n[-1] in "年月日" for n in numbers_in(sentence))
+    return sentence.strip() == title and not has_figure(sentence)
 
 
 def about_sentence(sentence: str, passage: Located) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from rag.schemas import year_of
@@ -244,8 +245,10 @@ class TimeScope:
         return None
 
 
+@lru_cache(maxsize=4096)
 def time_scope(question: str) -> TimeScope:
-    """The time scope of a question (either script, or English)."""
+    """The time scope of a question (either script, or English); cached: the chain asks it of
+    one question at several steps."""
     q = fold(question)
     reports: list[int] = []
     period: list[int] = []

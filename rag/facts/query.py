@@ -251,21 +251,21 @@ def compare(
         (flagged if f.implausible else plausible).append(f)
     # Only figures in one unit are comparable (亿元 and 万亿元 are one): the base unit most
     # entities report in.
-    units = [base_value(f.value, f.unit)[1] for f in plausible]
-    if not units:
+    based = [(f, *base_value(f.value, f.unit)) for f in plausible]
+    entities: dict[str, set[str | None]] = {}
+    for f, _, base in based:
+        entities.setdefault(base, set()).add(f.entity)
+    if not entities:
         return None
-    unit = max(
-        set(units),
-        key=lambda u: (
-            len({f.entity for f in plausible if base_value(f.value, f.unit)[1] == u}),
-            u,
-        ),
-    )
+    unit = max(entities, key=lambda u: (len(entities[u]), u))
     sign = -1 if query.descending else 1
-    ranked = sorted(
-        (f for f in plausible if base_value(f.value, f.unit)[1] == unit),
-        key=lambda f: (sign * base_value(f.value, f.unit)[0], f.doc_id, f.start),
-    )
+    ranked = [
+        f
+        for f, _, _ in sorted(
+            (b for b in based if b[2] == unit),
+            key=lambda b: (sign * b[1], b[0].doc_id, b[0].start),
+        )
+    ]
     groups: dict[str, list[Fact]] = {}
     seen: set[tuple[str, int, str, float]] = set()
     for f in ranked:
