@@ -29,8 +29,9 @@ from rag.text import guess_date, guess_region, guess_title, index_text
 
 # Bump when cleaning, chunking or metadata extraction change: every document is then re-indexed.
 # 3: indicator facts stored with the chunks; 4: one unit vocabulary; 5: facts with their period
-# and kind (rag/periods.py), chunks with their section heading
-PIPELINE_VERSION = 5
+# and kind (rag/periods.py), chunks with their section heading; 6: boilerplate removed by span
+# within a line (a one-line article keeps its text)
+PIPELINE_VERSION = 6
 
 
 class Progress(Protocol):

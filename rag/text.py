@@ -47,8 +47,8 @@ def normalize(text: str) -> str:
     return _SPACES.sub(" ", text)
 
 
-# Lines that are page furniture, not content. Matched against the normalized (simplified,
-# half-width) line, so each pattern is written once in simplified script.
+# Page furniture, not content. Matched against a normalized (simplified, half-width) piece of a
+# line (see ``_pieces``), so each pattern is written once in simplified script.
 _BOILERPLATE = re.compile(
     "|".join(
         [
@@ -56,7 +56,7 @@ _BOILERPLATE = re.compile(
             r"^(网站)?首页\s*[>|]",
             r"打印本页|关闭窗口|打印此页|【\s*(打印|关闭)\s*】|^\[?(打印|关闭)\]?$",
             r"^分享到",
-            r"扫一扫",
+            r"扫一扫|扫描二维码",
             r"公众号$",
             r"^原文(链接|地址)\s*[:：]",
             r"^本文(地址|链接)\s*[:：]",
@@ -69,18 +69,33 @@ _BOILERPLATE = re.compile(
             r"阅读(量|次数)\s*[:：]?\s*\d*$",
             r"^留言与评论|^验证码\s*[:：]?|^相关(素材|阅读|文章|新闻)$",
             r"设置为.?星标.?置顶|不再错过精彩内容",
-            r"版权所有|copyright|©",
+            r"版权所有|copyright|©|all rights reserved",
             r"如有侵犯您的权益|如有侵权|请联系本站|不代表本(站|网)(立场|观点)",
             r"^(上一篇|下一篇)\s*[:：]",
+            r"意见反馈留言板|ICP备|公网安备",
+            r"【本文结束】|(如需|未经).{0,6}转载|转载请.{0,4}注明",
         ]
     ),
     re.IGNORECASE,
 )
+# Furniture is short: a longer piece that matches is content that mentions one of those words
+# (a news story about copyright), and is kept.
+_FURNITURE_MAX = 150
 
-# A line that opens a site footer: it and everything after it are dropped, when it stands in
+# A piece that opens a site footer: it and everything after it are dropped, when it stands in
 # the last part of the document (a copyright notice in the body is content).
 _FOOTER_START = re.compile(r"(版权|免责)(与免责)?(声明|说明)|^凡本网(注明|摘录|转载)")
 _FOOTER_ZONE = 0.6
+
+# A news page's header: a timestamp or a byline, then 正文： ("body:"), often with the whole
+# article after it on the same line. The header goes; the article stays.
+_HEADER = re.compile(r"^[^。！？!?\n]{0,80}?正文\s*[:：]")
+# A portal's tail glued to the article's last sentence (``…处理。返回搜狐，查看更多责任编辑：``).
+_TAIL = re.compile(r"返回搜狐\s*[,，]?\s*查看更多\s*(责任编辑\s*[:：]?\s*)?$")
+# Where a line is cut into pieces that are judged one by one: after a sentence end, and at layout
+# whitespace (two blanks, an ideographic space, a tab). A web page or a news article is often
+# one line; dropping the line for its footer would drop the article with it.
+_PIECE_END = re.compile(r"[。！？!?]+[”’」』）)\"']*|[ \t\u3000\xa0]{2,}|[\t\u3000]")
 
 
 def iter_lines(text: str) -> Iterator[Span]:
@@ -101,42 +116,59 @@ def strip_span(text: str, start: int, end: int) -> Span:
     return start, end
 
 
-def is_boilerplate(line: str) -> bool:
-    return bool(_BOILERPLATE.search(normalize(line).strip()))
+def is_boilerplate(piece: str) -> bool:
+    return len(piece) <= _FURNITURE_MAX and bool(_BOILERPLATE.search(normalize(piece).strip()))
+
+
+def _pieces(text: str, start: int, end: int) -> Iterator[Span]:
+    """Stripped pieces of the line ``text[start:end]``, cut at sentence ends and layout blanks."""
+    for m in _PIECE_END.finditer(text, start, end):
+        s, e = strip_span(text, start, m.end())
+        if s < e:
+            yield s, e
+        start = m.end()
+    s, e = strip_span(text, start, end)
+    if s < e:
+        yield s, e
 
 
 def content_spans(text: str) -> list[Span]:
-    """The lines of ``text`` that are content, as stripped spans of the original string."""
+    """The content of ``text`` as stripped spans of the original string: per line, its pieces
+    that are not furniture, a run of kept pieces as one span (a line wholly content is one span).
+    A news header (``2023-08-16 11:10:02，正文：``) is cut off the line it opens."""
     spans: list[Span] = []
     for start, end in iter_lines(text):
         start, end = strip_span(text, start, end)
-        if start == end:
-            continue
-        line = text[start:end]
-        if _FOOTER_START.search(normalize(line)) and start >= _FOOTER_ZONE * len(text):
-            break
-        if not is_boilerplate(line):
-            spans.append((start, end))
+        if header := _HEADER.match(fold(text[start:end])):  # fold keeps offsets
+            start = strip_span(text, start + header.end(), end)[0]
+        if tail := _TAIL.search(fold(text[start:end])):
+            end = strip_span(text, start, start + tail.start())[1]
+        run: Span | None = None
+        for s, e in _pieces(text, start, end):
+            piece = text[s:e]
+            if _FOOTER_START.search(normalize(piece)) and s >= _FOOTER_ZONE * len(text):
+                if run:
+                    spans.append(run)
+                return spans
+            if is_boilerplate(piece):
+                if run:
+                    spans.append(run)
+                run = None
+            else:
+                run = (run[0], e) if run else (s, e)
+        if run:
+            spans.append(run)
     return spans
 
 
 def content_blocks(text: str) -> list[Span]:
-    """Maximal runs of consecutive content lines (a chunk never crosses removed text)."""
+    """Maximal runs of content with only blanks between (a chunk never crosses removed text)."""
     blocks: list[Span] = []
-    lines = list(iter_lines(text))
-    kept = set(content_spans(text))
-    current: Span | None = None
-    for start, end in lines:
-        s, e = strip_span(text, start, end)
-        if s == e:  # blank lines do not break a block
-            continue
-        if (s, e) in kept:
-            current = (current[0], e) if current else (s, e)
-        elif current:
-            blocks.append(current)
-            current = None
-    if current:
-        blocks.append(current)
+    for s, e in content_spans(text):
+        if blocks and not text[blocks[-1][1] : s].strip():
+            blocks[-1] = (blocks[-1][0], e)
+        else:
+            blocks.append((s, e))
     return blocks
 
 

@@ -82,3 +82,43 @@ def test_national_report_region_and_year() -> None:
     title = guess_title(text)
     assert guess_date(text, title) == "2019"
     assert guess_region(text, title) == "全国"
+
+
+# News as the CRUD corpus has it: a whole article on one line, a header before ``正文：`` and a
+# portal's footer glued to the last sentence.
+ONE_LINE_NEWS = [
+    "2023-08-16 11:10:02，正文：",
+    "记者：韩轩，正文：",
+    "[ 2023-07-20 08：29 ] ，正文：",
+    "来源：央视网  |  2023年07月20日 10:30:31，正文：",
+    "，正文：",
+]
+
+
+@pytest.mark.parametrize("header", ONE_LINE_NEWS)
+def test_one_line_article_keeps_its_text_and_loses_header_and_footer(header: str) -> None:
+    article = "鄂州新庙派出所打掉一个赌博窝点，抓获29人。8月5日民警获得线索。现场查获赌资3万元。"
+    text = f"{header}{article}END来源：鄂州公安尊重原创，如有侵权请联系处理返回搜狐，查看更多责任编辑："
+    kept = "".join(text[s:e] for s, e in content_spans(text))
+    assert kept == article
+
+
+def test_footer_at_the_start_of_a_web_passage_drops_only_the_footer() -> None:
+    text = "© 2023 RFI – 版权所有版权所有。  习近平将访问泰国并参加APEC峰会。2022年APEC峰会定于11月18日举行。"
+    kept = " ".join(text[s:e] for s, e in content_spans(text))
+    assert kept == "习近平将访问泰国并参加APEC峰会。2022年APEC峰会定于11月18日举行。"
+
+
+def test_a_long_sentence_about_copyright_is_content() -> None:
+    sentence = (
+        "法院认定，" + "该公司对其作品享有版权所有者的全部权利并据此要求赔偿，" * 6 + "判决生效。"
+    )
+    assert [sentence] == [sentence[s:e] for s, e in content_spans(sentence)]
+
+
+def test_chunks_never_cross_a_removed_footer() -> None:
+    from rag.chunking import chunk_document
+
+    text = "第一段内容很长。" * 10 + "  责任编辑：王五  " + "第二段内容也很长。" * 10
+    chunks = chunk_document("d", text, target_chars=2000, max_chars=2000)
+    assert [c.text.count("责任编辑") for c in chunks] == [0, 0]
