@@ -11,8 +11,8 @@ Pipelines:
 2. bm25 / 3. dense: our answer chain with retrieval restricted to that side;
 4. ours: ``RAGService.answer`` as shipped (hybrid retrieval, comparison routing, citation check).
 
-Datasets: retrieval-level (recall@1/@5, latency) on every dataset; answer-level on the seeds and
-gov dev sets. Each (level, pipeline, dataset, question) result is appended to a JSONL checkpoint
+Datasets: retrieval-level (recall@1/@5, latency) on every dataset; answer-level on the seeds, gov,
+news (crud) and RGB-zh dev sets. Each (level, pipeline, dataset, question) result is appended to a JSONL checkpoint
 under <data dir>/bench/, so an interrupted run continues where it stopped (``--fresh`` restarts).
 Prints two tables (retrieval, answers) with ratios to the baseline and writes JSON to
 bench/results/compare-<timestamp>.json.
@@ -45,7 +45,7 @@ import prompts
 from bench._results import default_json, write_json
 from eval import metrics as M
 from eval.datasets import Dataset, Sample, load_dataset
-from eval.runner import RETRIEVAL_DEPTH, ingest_corpus, score_answers
+from eval.runner import RETRIEVAL_DEPTH, doc_ranks, ingest_corpus, score_answers
 from eval.targets import eval_settings
 from rag.chain import AnswerChain
 from rag.config import LLMBackend, Settings
@@ -57,8 +57,8 @@ from rag.schemas import Answer
 from rag.service import RAGService
 
 PIPELINES = ("baseline", "bm25", "dense", "ours")
-DATASETS = ("seeds", "gov", "cmrc2018", "drcd")
-ANSWER_SETS = ("seeds", "gov")  # the others are reading-comprehension sets: retrieval only
+DATASETS = ("seeds", "gov", "crud", "rgb", "cmrc2018", "drcd")
+ANSWER_SETS = ("seeds", "gov", "crud", "rgb")  # the others are reading-comprehension sets
 CHUNK_SIZE, CHUNK_OVERLAP, BASELINE_TOP_K = 500, 50, 4
 SUPPORTED = {".txt", ".md", ".html", ".htm", ".pdf", ".docx"}
 Level = Literal["retrieval", "answer"]
@@ -78,7 +78,8 @@ def baseline_chunks(ds: Dataset) -> list[tuple[str, str]]:
     splitter = RecursiveCharacterTextSplitter(chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP)
     docs: list[tuple[str, str]] = []
     if ds.corpus_kind == "files":
-        for path in sorted(p for p in ds.corpus.rglob("*") if p.is_file()):
+        files = (p for folder in (ds.corpus, *ds.extra_corpus) for p in folder.rglob("*"))
+        for path in sorted(p for p in files if p.is_file()):
             if path.suffix.lower() in SUPPORTED:
                 docs.append((path.name, load_bytes(path.read_bytes(), path.suffix).text))
     else:
@@ -131,17 +132,20 @@ class Baseline:
         self.chunks = len(chunks)
         self.prompt = ChatPromptTemplate.from_messages([("human", prompts.load("baseline_stuff"))])
 
-    def search(self, question: str, k: int) -> list[str]:
+    def search(self, question: str, k: int) -> list[tuple[str, str]]:
+        """The top-``k`` ``(source, chunk)`` pairs."""
         vector = self.embedder.encode_query(question)
         res = self.collection.query(
-            query_embeddings=[vector.tolist()], n_results=k, include=["documents"]
+            query_embeddings=[vector.tolist()], n_results=k, include=["documents", "metadatas"]
         )
-        return list((res.get("documents") or [[]])[0] or [])
+        texts = (res.get("documents") or [[]])[0] or []
+        metas = (res.get("metadatas") or [[]])[0] or []
+        return [(str(m["source"]), t) for m, t in zip(metas, texts, strict=True)]
 
     def answer(self, question: str, model: BaseChatModel | None, backend: str) -> Answer:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
-        context = self.search(question, BASELINE_TOP_K)
+        context = [text for _, text in self.search(question, BASELINE_TOP_K)]
         timings["retrieval_ms"] = _ms(t0)
         if model is None:  # --backend extractive: the top chunk is the answer
             text = context[0] if context else ""
@@ -209,11 +213,12 @@ class Pipelines:
         model = self.models[backend] = self.service.chat_model(backend)
         return model
 
-    def search(self, pipeline: str, question: str, k: int) -> list[str]:
+    def search(self, pipeline: str, question: str, k: int) -> list[tuple[str, str]]:
+        """The pipeline's top-``k`` ``(source, passage)`` pairs."""
         if pipeline == "baseline":
             return self.baseline.search(question, k)
         mode: SearchMode = "hybrid" if pipeline == "ours" else pipeline  # type: ignore[assignment]
-        return [h.text for h in self.service.search(question, top_k=k, mode=mode)]
+        return [(h.source, h.text) for h in self.service.search(question, top_k=k, mode=mode)]
 
     def answer(self, pipeline: str, question: str, backend: LLMBackend) -> Answer:
         model = self.model(backend)
@@ -252,8 +257,18 @@ def gold(ds: Dataset, s: Sample) -> list[str]:
 
 def retrieval_record(pipes: Pipelines, pipeline: str, s: Sample) -> dict[str, Any]:
     t0 = time.perf_counter()
-    texts = pipes.search(pipeline, s.question, RETRIEVAL_DEPTH)
+    hits = pipes.search(pipeline, s.question, RETRIEVAL_DEPTH)
     ms = (time.perf_counter() - t0) * 1000
+    if pipes.ds.kind == "documents":  # each part's source document among the top k
+        ranks = doc_ranks([source for source, _ in hits], s.gold_docs)
+        within = [all(r is not None and r <= k for r in ranks) for k in (1, 5)]
+        scored = bool(s.gold_docs)
+        return {
+            "r1": within[0] if scored else None,
+            "r5": within[1] if scored else None,
+            "ms": round(ms, 2),
+        }
+    texts = [text for _, text in hits]
     g = gold(pipes.ds, s)
     found: Callable[[Sequence[str], Sequence[str], int], bool] = (
         M.any_found_within if pipes.ds.kind == "reading" else M.all_found_within

@@ -81,6 +81,7 @@ def print_answers(report: Report) -> None:
         "injection_resistance",
         "injection_success_rate",
         "char_f1",
+        "substring_accuracy",
         "wrong_period_rate",
     ):
         if a.get(key) is not None:
@@ -177,8 +178,11 @@ def eval_command(
 ) -> None:
     """Measure retrieval (and with --answers, answers) on a question set.
 
-    Retrieval: recall@1/@5 (every gold quote inside a top-k passage), any@5, MRR@10, latency.
-    Answers: accuracy, refusal, fallback rate, citation precision/recall, injection, latency.
+    Retrieval: recall@1/@5 (every gold quote inside a top-k passage; for crud and rgb, a gold
+    document of every answer part among the top-k hits), any@5, MRR@10, latency.
+    Answers: accuracy, refusal, fallback rate, citation precision/recall, injection, latency;
+    crud and rgb: every key fact / answer element in the answer (numbers matched whole), and
+    substring_accuracy with RGB's own plain substring matcher; rgb is reported by part.
     Conversations (--dataset conversations): each conversation replayed turn by turn with the
     service's own earlier answers as history; first-turn and follow-up accuracy.
 

@@ -10,6 +10,13 @@
   right when every turn is;
 - ``cmrc2018`` (simplified) and ``drcd`` (traditional): reading-comprehension sets whose passages
   become the corpus (one document per passage, doc_id = passage id) — see their READMEs;
+- ``crud``: the CRUD-RAG news questions (``../shared/eval/crud``) over its 3,177-article dev
+  subset of ``../shared/data/crud_news`` (read from the corpus in place by the subset's ids);
+  retrieval is right when a linked document is among the hits, an answer when it holds every
+  key fact (the 3 questions without key facts are not scored on answers);
+- ``rgb``: RGB-zh (``../shared/eval/rgb``), its three parts — ``noise``, ``integration``
+  (every answer part), ``rejection`` (the right answer is a refusal) — over one index of all
+  three ``docs/`` folders; an answer element that is a list is a set of alternative forms;
 - ``conversations`` (``eval/datasets/conversations.jsonl``): conversations replayed turn by turn,
   each over the corpus it names (``seeds`` or ``gov``); ``conversations-seeds`` and
   ``conversations-gov`` are the conversations of one corpus (one running service holds one).
@@ -17,8 +24,10 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +36,8 @@ from pydantic import BaseModel, Field, model_validator
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED = ROOT.parent / "shared"
+SHARED_DATA = SHARED / "data"
 
 
 class Evidence(BaseModel):
@@ -55,6 +65,12 @@ class Sample(BaseModel):
     # a follow-up sample: its turns, asked in order with the earlier ones as history (the
     # sample's question is the first turn's)
     turns: list[ConversationTurn] = Field(default_factory=list)
+    # news and RGB sets: every part must be in the answer, any one form of a part suffices
+    answer_parts: list[list[str]] = Field(default_factory=list)
+    # documents (file stems) that hold the answer, by part: retrieval is right when each part
+    # has one of its documents among the hits
+    gold_docs: list[list[str]] = Field(default_factory=list)
+    refuse: bool = False  # the right answer is a refusal (RGB's rejection part)
 
     @model_validator(mode="before")
     @classmethod
@@ -65,7 +81,7 @@ class Sample(BaseModel):
 
     @property
     def unanswerable(self) -> bool:
-        return self.type == "unanswerable"
+        return self.refuse or self.type == "unanswerable"
 
 
 CorpusKind = Literal["files", "passages"]
@@ -73,11 +89,13 @@ CorpusKind = Literal["files", "passages"]
 
 class Dataset(BaseModel):
     name: str
-    kind: Literal["evidence", "reading"]  # how retrieval is scored
+    # how retrieval is scored: gold quotes (evidence), gold answers (reading), gold documents
+    kind: Literal["evidence", "reading", "documents"]
     samples: list[Sample]
-    corpus: Path  # a folder of files, or a corpus.jsonl of passages
+    corpus: Path  # a folder of files, or a corpus.jsonl[.gz] of passages
     corpus_kind: CorpusKind
     extra_corpus: list[Path] = Field(default_factory=list)  # more folders of files
+    corpus_ids: Path | None = None  # passages: only these ids (one per line)
 
     def select(self, limit: int | None, sample: bool, seed: int = 0) -> list[Sample]:
         items = list(self.samples)
@@ -86,12 +104,25 @@ class Dataset(BaseModel):
         return items[:limit] if limit else items
 
     def corpus_files(self) -> Iterator[tuple[str, bytes]]:
-        """``(source, content)`` pairs for ingest of a passages corpus."""
-        with self.corpus.open(encoding="utf-8") as f:
+        """``(source, content)`` pairs for ingest of a passages corpus (``corpus_ids``: only
+        those, and every one of them must be there)."""
+        wanted = (
+            set(self.corpus_ids.read_text(encoding="utf-8").split()) if self.corpus_ids else None
+        )
+        found = 0
+        opener = gzip.open if self.corpus.suffix == ".gz" else open
+        with opener(self.corpus, "rt", encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)
+                if wanted is not None and row["id"] not in wanted:
+                    continue
+                found += 1
                 text = f"{row.get('title', '')}\n{row['text']}".strip()
                 yield f"{row['id']}.txt", text.encode("utf-8")
+        if wanted is not None and found < len(wanted):
+            raise FileNotFoundError(
+                f"{len(wanted) - found} of {self.corpus_ids}'s ids not in {self.corpus}"
+            )
 
 
 class Conversation(BaseModel):
@@ -126,6 +157,81 @@ def _shared(name: str) -> Path:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} not found (the shared data sets live beside the repo)")
     return folder
+
+
+def _shared_eval(name: str) -> Path:
+    folder = SHARED / "eval" / name
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} not found (the shared dev sets live beside the repo)")
+    return folder
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _crud() -> Dataset:
+    folder = _shared_eval("crud")
+    samples = [
+        Sample(
+            id=row["id"],
+            type=row["task"].removeprefix("questanswer_"),
+            question=row["question"],
+            answer=row["reference_answer"],
+            answer_parts=[[fact] for fact in row["key_facts"]],
+            gold_docs=[row["doc_ids"]],  # any one of them holds the answer
+        )
+        for row in _jsonl(folder / "questions.jsonl")
+    ]
+    return Dataset(
+        name="crud",
+        kind="documents",
+        samples=samples,
+        corpus=_shared("crud_news") / "docs.jsonl.gz",
+        corpus_kind="passages",
+        corpus_ids=folder / "subset_ids.txt",
+    )
+
+
+RGB_PARTS = ("noise", "integration", "rejection")
+_RGB_PART = re.compile(r"_part(\d+)_")
+
+
+def _rgb_sample(part: str, row: dict[str, Any]) -> Sample:
+    answer = row.get("answers", row.get("answer", []))
+    parts = [[a] if isinstance(a, str) else list(a) for a in answer]
+    groups: dict[str, list[str]] = {}
+    for doc in row.get("positive_docs", []):
+        m = _RGB_PART.search(doc)
+        groups.setdefault(m.group(1) if m else "", []).append(Path(doc).stem)
+    refuse = row["expect"] == "refuse"
+    return Sample(
+        id=row["id"],
+        type=part,
+        question=row["question"].strip(),
+        answer="" if refuse else "、".join(p[0] for p in parts),
+        answer_parts=[] if refuse else parts,  # rejection: never string-checked
+        gold_docs=list(groups.values()),
+        refuse=refuse,
+    )
+
+
+def _rgb() -> Dataset:
+    root = _shared_eval("rgb")
+    samples = [
+        _rgb_sample(part, row)
+        for part in RGB_PARTS
+        for row in _jsonl(root / part / "questions.jsonl")
+    ]
+    return Dataset(
+        name="rgb",
+        kind="documents",
+        samples=samples,
+        corpus=root / RGB_PARTS[0] / "docs",
+        corpus_kind="files",
+        extra_corpus=[root / p / "docs" for p in RGB_PARTS[1:]],
+    )
 
 
 def load_dataset(name: str) -> Dataset:
@@ -178,7 +284,11 @@ def load_dataset(name: str) -> Dataset:
             corpus=folder / "corpus.jsonl",
             corpus_kind="passages",
         )
-    raise ValueError(f"unknown dataset '{name}' (seeds, injection, gov, cmrc2018, drcd)")
+    if name == "crud":
+        return _crud()
+    if name == "rgb":
+        return _rgb()
+    raise ValueError(f"unknown dataset '{name}' ({', '.join(DATASET_NAMES)})")
 
 
-DATASET_NAMES = ("seeds", "injection", "gov", "cmrc2018", "drcd", *CONVERSATION_SETS)
+DATASET_NAMES = ("seeds", "injection", "gov", "cmrc2018", "drcd", "crud", "rgb", *CONVERSATION_SETS)

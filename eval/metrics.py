@@ -66,6 +66,15 @@ def answer_correct(answer: str, must_include: Sequence[str]) -> bool:
     return all(contains(answer, m) for m in must_include)
 
 
+def parts_found(answer: str, parts: Sequence[Sequence[str]], plain: bool = False) -> bool:
+    """Every part is in the answer, in any one of its forms (RGB's rule). ``plain``: RGB's own
+    matcher (spaces removed, case folded, a bare substring test) instead of ``contains``."""
+    if plain:
+        text = answer.replace(" ", "").lower()
+        return all(any(f.replace(" ", "").lower() in text for f in forms) for forms in parts)
+    return all(any(contains(answer, f) for f in forms) for forms in parts)
+
+
 def char_f1(prediction: str, gold: str) -> float:
     """Character-level F1 (the CMRC2018 convention), after normalization."""
     p, g = Counter(norm(prediction)), Counter(norm(gold))

@@ -108,7 +108,16 @@ def ingest_corpus(service: Any, dataset: Dataset) -> IngestSummary:
 
 
 def _gold(sample: Sample, dataset: Dataset) -> list[str]:
+    if dataset.kind == "documents":
+        return [d for group in sample.gold_docs for d in group]
     return sample.answers if dataset.kind == "reading" else [e.quote for e in sample.evidence]
+
+
+def doc_ranks(sources: Sequence[str], groups: Sequence[Sequence[str]]) -> list[int | None]:
+    """Per group of gold documents (file stems), the 1-based rank of the first of ``sources``
+    from one of them."""
+    stems = [Path(source).stem for source in sources]
+    return [next((i for i, d in enumerate(stems, 1) if d in g), None) for g in groups]
 
 
 def score_retrieval(
@@ -139,7 +148,14 @@ def score_retrieval(
         if not gold:  # unanswerable: nothing to find
             continue
         texts = [h.text for h in hits]
-        if dataset.kind == "reading":
+        if dataset.kind == "documents":
+            # each part's gold documents: one of them among the top-k hits
+            ranks = doc_ranks([h.source for h in hits], s.gold_docs)
+            found1 = all(r is not None and r <= 1 for r in ranks)
+            found5 = all(r is not None and r <= 5 for r in ranks)
+            rank = min((r for r in ranks if r is not None), default=None)
+            any5 = rank is not None and rank <= 5
+        elif dataset.kind == "reading":
             # one gold answer (any of its variants) inside the top-k passages
             found1 = M.any_found_within(texts, gold, 1)
             found5 = M.any_found_within(texts, gold, 5)
@@ -149,10 +165,12 @@ def score_retrieval(
         else:
             found1 = M.all_found_within(texts, gold, 1)
             found5 = M.all_found_within(texts, gold, 5)
-        rank = M.first_rank(texts, gold)
+        if dataset.kind != "documents":
+            rank = M.first_rank(texts, gold)
+            any5 = M.any_found_within(texts, gold, 5)
         r1.append(float(found1))
         r5.append(float(found5))
-        a5.append(float(M.any_found_within(texts, gold, 5)))
+        a5.append(float(any5))
         rr.append(M.reciprocal_rank(rank))
         ms.append(elapsed)
         by_type[s.type].append(float(found5))
@@ -223,6 +241,9 @@ class AnswerScores(BaseModel):
     citation_recall: float | None  # gold evidence quotes found inside a cited passage
     injection_resistance: float | None  # must-not-include strings absent
     injection_success_rate: float | None = None  # answers holding a must-not-include string
+    # answer-part sets (news, RGB): the same verdict with RGB's own matcher, a plain substring
+    # test (spaces removed, any case) that also finds "3%" inside "2.3%"
+    substring_accuracy: float | None = None
     char_f1: float | None = None  # reading sets: against the gold span
     # answers to a question naming a year that cite a document of another year (gold evidence
     # documents excepted): a figure from the wrong report or period
@@ -251,6 +272,7 @@ def score_answers(
     by_type: dict[str, list[float]] = defaultdict(list)
     used = backend or "default"
     wrong: list[float] = []
+    substring: list[float] = []
     for s in samples:
         a, turns = (
             _replay(s, target, backend) if s.turns else (target.answer(s.question, backend), [])
@@ -267,9 +289,20 @@ def score_answers(
             wrong.append(float(period))
         if s.must_not_include:
             inject.append(float(not any(M.contains(a.answer, m) for m in s.must_not_include)))
+        refused = _refused(a)
+        ok: bool | None
         if s.unanswerable:
-            ok = a.refused
+            ok = refused
             refusal_ok.append(float(ok))
+        elif s.answer_parts:
+            ok = not refused and M.parts_found(a.answer, s.answer_parts)
+            substring.append(
+                float(not refused and M.parts_found(a.answer, s.answer_parts, plain=True))
+            )
+            acc.append(float(ok))
+            false_ref.append(float(refused))
+        elif not (s.turns or s.must_include or s.answers):
+            ok = None  # nothing to check the answer against: not scored
         else:
             if s.turns:  # a follow-up sample: right when every turn is
                 ok = all(t["correct"] for t in turns)
@@ -291,7 +324,8 @@ def score_answers(
                         [float(any(M.contains(c.quote, q) for c in a.citations)) for q in quotes]
                     )
                 )
-        by_type[s.type].append(float(ok))
+        if ok is not None:
+            by_type[s.type].append(float(ok))
         details.append(
             {
                 "id": s.id,
@@ -301,7 +335,7 @@ def score_answers(
                 "turns": turns,
                 "correct": ok,
                 "wrong_period": period,
-                "refused": a.refused,
+                "refused": refused,
                 "fallback": a.fallback,
                 "injected": [m for m in s.must_not_include if M.contains(a.answer, m)],
                 "citations": [c.model_dump() for c in a.citations],
@@ -320,11 +354,17 @@ def score_answers(
         injection_resistance=M.mean(inject) if inject else None,
         injection_success_rate=1.0 - M.mean(inject) if inject else None,
         char_f1=M.mean(f1) if f1 else None,
+        substring_accuracy=M.mean(substring) if substring else None,
         wrong_period_rate=M.mean(wrong) if wrong else None,
         latency_ms=_percentiles(stages),
         by_type={t: {"accuracy": M.mean(v), "n": len(v)} for t, v in sorted(by_type.items())},
     )
     return scores, details
+
+
+def _refused(answer: Answer) -> bool:
+    """The service's refusal, or RGB's refusal sentence (``文档信息不足…``) in the answer text."""
+    return answer.refused or "信息不足" in answer.answer
 
 
 def _replay(

@@ -109,3 +109,28 @@ def test_a_shared_data_set_that_is_missing_is_an_error(
     monkeypatch.setattr(datasets, "SHARED_DATA", tmp_path)
     with pytest.raises(FileNotFoundError, match=f"{folder} not found"):
         datasets.load_dataset(name)
+
+
+def test_news_and_rgb_sets_load_with_their_scoring_fields() -> None:
+    """crud: one group of linked documents (any one is a hit), key facts as answer parts, the
+    corpus read in place by the subset's ids; rgb: three parts over one pooled index, an
+    integration question's gold documents grouped by answer part, rejection never string-checked."""
+    crud = datasets.load_dataset("crud")
+    assert len(crud.samples) == 100 and crud.kind == "documents"
+    assert sum(bool(s.answer_parts) for s in crud.samples) == 97
+    assert all(len(s.gold_docs) == 1 and s.gold_docs[0] for s in crud.samples)
+    assert crud.corpus_ids is not None
+    ids = set(crud.corpus_ids.read_text(encoding="utf-8").split())
+    assert {d for s in crud.samples for d in s.gold_docs[0]} <= ids
+
+    rgb = datasets.load_dataset("rgb")
+    by_part = {p: [s for s in rgb.samples if s.type == p] for p in datasets.RGB_PARTS}
+    assert {p: len(v) for p, v in by_part.items()} == {
+        "noise": 40,
+        "integration": 20,
+        "rejection": 40,
+    }
+    assert all(s.unanswerable and not s.answer_parts for s in by_part["rejection"])
+    assert all(not s.unanswerable and s.answer_parts for s in by_part["noise"])
+    assert any(len(s.gold_docs) == 2 for s in by_part["integration"])
+    assert len(rgb.extra_corpus) == 2

@@ -44,6 +44,16 @@ def test_answer_accuracy_needs_every_string() -> None:
     assert not M.answer_correct("城关区下降15.1%", ["城关", "73%"])
 
 
+def test_answer_parts_need_every_part_in_any_form() -> None:
+    parts = [["597.7万吨"], ["573.09万吨", "573.1万吨"]]
+    assert M.parts_found("产量597.7万吨，去年573.1万吨", parts)
+    assert not M.parts_found("产量597.7万吨", parts)
+    # RGB's own matcher is a bare substring test: "3%" is found inside "2.3%"
+    assert M.parts_found("增长2.3%", [["3%"]], plain=True)
+    assert not M.parts_found("增长2.3%", [["3%"]])
+    assert M.parts_found("B 站", [["b站", "哔哩哔哩"]], plain=True)
+
+
 def test_char_f1_by_hand() -> None:
     # prediction 4 chars, gold 2 chars, 2 in common: P = 1/2, R = 1, F1 = 2/3
     assert M.char_f1("光荣公司", "光荣") == pytest.approx(2 / 3)
