@@ -22,6 +22,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
 import prompts
+from rag.answerable import answers
 from rag.citations import has_figure, number_in, numbers_in, resolve
 from rag.compare import Written, format_facts, write
 from rag.config import AnswerSettings
@@ -30,6 +31,7 @@ from rag.excerpts import (
     STRONG_EVIDENCE,
     WEAK_EVIDENCE,
     Asked,
+    Scored,
     about,
     about_sentence,
     coverage,
@@ -162,7 +164,9 @@ class AnswerChain:
         kind = asked_kind(question)
         asked = Asked(kind, time_scope(question).period(kind))
         excerpts = select_excerpts(hits, weights, self.settings, asked)
-        passages = to_passages([x for x in excerpts if about(places, x.hit)])
+        passages = to_passages(
+            [x for x in excerpts if about(places, x.hit) and _answers(question, x, lang)]
+        )
         timings["retrieval_ms"] = ms_since(t0)
         yield PassagesEvent(passages=passages)
 
@@ -413,6 +417,17 @@ class AnswerChain:
             yield FactsEvent(facts=draft.facts)
         timings["total_ms"] = ms_since(t0)
         yield DoneEvent(timings=timings)
+
+
+def _answers(question: str, excerpt: Scored, lang: str) -> bool:
+    """Whether an excerpt states what a Chinese question asks, of its subject and period
+    (``rag/answerable.py``); an English question's excerpts are not checked."""
+    if lang != "zh":
+        return True
+    hit = excerpt.hit
+    text = hit.text[excerpt.start - hit.start : excerpt.end - hit.start]
+    context = f"{hit.title} {hit.region or ''} {hit.section or ''}\n{hit.text}"
+    return answers(question, text, context, year_of(hit.date))
 
 
 def _lead_stands(text: str, written: Written, lang: str, question: str) -> bool:

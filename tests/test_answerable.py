@@ -1,0 +1,59 @@
+"""The answerability check (rag/answerable.py) with the real LAC tagger: a passage answers a
+question only when it states the kind of thing asked, about the question's subject and year."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.answerable import answers, asked_kinds, subjects
+
+PROFIT = "2022年东吴证券的净利润是多少?"
+
+
+@pytest.mark.parametrize(
+    ("question", "kinds"),
+    [
+        ("神舟十五号的指令长是谁?", {"person"}),
+        ("龙港市撤销了多少个行政村?", {"figure"}),
+        ("冬奥会开幕式是什么时候?", {"time"}),
+        ("亚运会在哪个城市举办?", {"place"}),
+        ("这部电影讲述了什么?", set()),
+    ],
+)
+def test_the_kind_asked_is_read_from_the_question_words(question: str, kinds: set[str]) -> None:
+    assert asked_kinds(question) == kinds
+
+
+def test_joined_and_nested_places_are_alternatives() -> None:
+    assert subjects("北京和上海的常住人口是多少?") == [["北京", "上海"]]
+    assert subjects("青岛城阳区有多少个社区?") == [["青岛", "城阳区"]]
+    # a general name is met by any passage (it says 我国 for 中国)
+    assert subjects("中国的粮食产量是多少?") == []
+
+
+@pytest.mark.parametrize(
+    ("excerpt", "context", "year", "expected"),
+    [
+        ("东吴证券2022年实现净利润17.2亿元。", "", None, True),
+        # another company's figure: on the topic, not an answer
+        ("长安汽车2022年实现净利润77.98亿元。", "", None, False),
+        # another year's figure
+        ("东吴证券2021年实现净利润23.3亿元。", "", None, False),
+        # the year from the document's own date, the name from its title
+        ("实现净利润17.2亿元。", "东吴证券年报", 2022, True),
+        # the subject and the thing asked, but no figure
+        ("东吴证券净利润保持增长。", "", 2022, False),
+    ],
+)
+def test_an_excerpt_answers_only_of_the_subject_period_and_kind_asked(
+    excerpt: str, context: str, year: int | None, expected: bool
+) -> None:
+    assert answers(PROFIT, excerpt, context, year) is expected
+
+
+def test_a_person_asked_needs_a_name_and_a_place_its_rank_need_not_be_written() -> None:
+    who = "神舟十五号的指令长是谁?"
+    assert answers(who, "神舟十五号载人飞船发射成功,指令长由费俊龙担任。", "")
+    assert not answers(who, "神舟十五号载人飞船发射成功,指令长将出舱。", "")
+    assert answers("龙港市撤销了多少个行政村?", "龙港撤销全部102个行政村。", "")
+    assert answers("北京和上海的常住人口是多少?", "上海常住人口2487万人。", "")
