@@ -12,8 +12,10 @@ Pipelines:
 4. ours: ``RAGService.answer`` as shipped (hybrid retrieval, comparison routing, citation check).
 
 Datasets: retrieval-level (recall@1/@5, latency) on every dataset; answer-level on the seeds, gov,
-news (crud) and RGB-zh dev sets. Each (level, pipeline, dataset, question) result is appended to a JSONL checkpoint
-under <data dir>/bench/, so an interrupted run continues where it stopped (``--fresh`` restarts).
+news (crud) and RGB-zh dev sets (single questions; follow-ups are ``rag eval --dataset
+conversations``). Each (level, pipeline, dataset, question) result is appended to a JSONL
+checkpoint under <data dir>/bench/, so an interrupted run continues where it stopped
+(``--fresh`` restarts).
 Prints two tables (retrieval, answers) with ratios to the baseline and writes JSON to
 bench/results/compare-<timestamp>.json.
 """
@@ -505,6 +507,9 @@ def run(
             samples = ds.select(limit, sample=False)
             # fewer answer-level questions than the whole set: a shuffled (seed 0) mix of types
             asked = samples if answer_limit is None else ds.select(answer_limit, sample=True)
+            # single questions: follow-ups are the harness's (rag eval --dataset conversations),
+            # which the naive baseline, having no history, cannot take part in
+            asked = [s for s in asked if not s.turns]
             pipes = work("retrieval", ds, None, samples)
             if name in ANSWER_SETS:
                 work("answer", ds, pipes, asked)
