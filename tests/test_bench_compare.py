@@ -22,9 +22,12 @@ def test_baseline_two_seed_questions(seeded: RAGService, tmp_path: Path) -> None
     assert base.chunks == len(compare.baseline_chunks(ds)) > 0
     assert max(len(c) for _, c in compare.baseline_chunks(ds)) <= compare.CHUNK_SIZE
     for s in samples:
-        texts = base.search(s.question, 5)
-        assert len(texts) == 5
+        hits = base.search(s.question, 5)
+        assert len(hits) == 5
+        texts = [text for _, text in hits]
         assert M.all_found_within(texts, [e.quote for e in s.evidence], 5)
+        # each chunk with the file it came from
+        assert {e.doc for e in s.evidence} <= {source for source, _ in hits}
         a = base.answer(s.question, None, "extractive")
         assert a.answer == texts[0] and not a.refused and a.timings["total_ms"] > 0
     # built once: a second instance reuses the index

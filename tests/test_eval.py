@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from eval import datasets
 from eval.cli import parse_thresholds
+from eval.runner import doc_ranks
 from rag import cli
 
 runner = CliRunner()
@@ -134,3 +135,11 @@ def test_news_and_rgb_sets_load_with_their_scoring_fields() -> None:
     assert all(not s.unanswerable and s.answer_parts for s in by_part["noise"])
     assert any(len(s.gold_docs) == 2 for s in by_part["integration"])
     assert len(rgb.extra_corpus) == 2
+
+
+def test_document_gold_is_ranked_per_part() -> None:
+    """crud/rgb retrieval: per answer part, the rank of the first hit from one of its documents
+    (sources are paths; gold documents are file stems)."""
+    sources = ["rgb/noise/docs/rgb_1_neg0.txt", "rgb_1_pos2.txt", "rgb_int_3_part1_pos0.txt"]
+    groups = [["rgb_1_pos0", "rgb_1_pos2"], ["rgb_int_3_part1_pos0"], ["rgb_9_pos0"]]
+    assert doc_ranks(sources, groups) == [2, 3, None]
