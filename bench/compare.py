@@ -287,7 +287,7 @@ def answer_record(pipes: Pipelines, pipeline: str, s: Sample, backend: str) -> d
     d = details[0]
     return {
         "unanswerable": s.unanswerable,
-        "correct": bool(d["correct"]),
+        "correct": d["correct"],  # None: nothing to check the answer against (not scored)
         "refused": bool(d["refused"]),
         "fallback": bool(d["fallback"]),
         "verified": [bool(c["verified"]) for c in d["citations"]],
@@ -337,8 +337,10 @@ def summarize(rows: list[dict[str, Any]], level: Level) -> dict[str, Any]:
             "retrieval_p50_ms": _pct(ms, 50),
             "retrieval_p95_ms": _pct(ms, 95),
         }
-    answerable = [r for r in rows if not r["unanswerable"]]
-    refusals = [r for r in rows if r["unanswerable"]]
+    scored = [r for r in rows if r["correct"] is not None]
+    answerable = [r for r in scored if not r["unanswerable"]]
+    refusals = [r for r in scored if r["unanswerable"]]
+    types = sorted({r["type"] for r in scored})
     total = [r["timings"]["total_ms"] for r in rows if "total_ms" in r["timings"]]
     tokens = [r["timings"]["prompt_tokens"] for r in rows if "prompt_tokens" in r["timings"]]
     verified = [float(v) for r in rows for v in r["verified"]]
@@ -353,6 +355,9 @@ def summarize(rows: list[dict[str, Any]], level: Level) -> dict[str, Any]:
         "answer_p50_ms": _pct(total, 50),
         "answer_p95_ms": _pct(total, 95),
         "answer_mean_ms": _mean(total),
+        "by_type": {
+            t: _mean([float(r["correct"]) for r in scored if r["type"] == t]) for t in types
+        },
     }
 
 
@@ -435,6 +440,14 @@ def print_tables(results: dict[str, dict[str, dict[str, Any]]], backend: str) ->
                 _f(x.get("answer_p50_ratio"), ".2f", "×"),
             )
     out.print(a)
+    pipelines = list(dict.fromkeys(p for by_p in results.values() for p in by_p))
+    b = Table("dataset", "type", *pipelines, title=f"answer accuracy by type ({backend})")
+    for ds, by_p in results.items():
+        types = sorted({t for r in by_p.values() for t in r.get("answers", {}).get("by_type", {})})
+        for t in types:
+            cells = [_f(by_p[p].get("answers", {}).get("by_type", {}).get(t)) for p in pipelines]
+            b.add_row(ds, t, *cells)
+    out.print(b)
 
 
 # -- the run -------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ def test_summaries_and_ratios() -> None:
     )
     answers: list[dict[str, Any]] = [
         {
+            "type": "noise",
             "unanswerable": False,
             "correct": True,
             "refused": False,
@@ -58,6 +59,7 @@ def test_summaries_and_ratios() -> None:
             "timings": {"total_ms": 100.0, "prompt_tokens": 50.0},
         },
         {
+            "type": "rejection",
             "unanswerable": True,
             "correct": True,
             "refused": True,
@@ -65,9 +67,19 @@ def test_summaries_and_ratios() -> None:
             "verified": [],
             "timings": {"total_ms": 300.0},
         },
+        {  # nothing to check its answer against: timed, not scored
+            "type": "noise",
+            "unanswerable": False,
+            "correct": None,
+            "refused": False,
+            "fallback": False,
+            "verified": [],
+            "timings": {"total_ms": 100.0},
+        },
     ]
     a = compare.summarize(answers, "answer")
     assert a["accuracy"] == 1.0 and a["refusal_accuracy"] == 1.0
+    assert a["by_type"] == {"noise": 1.0, "rejection": 1.0}
     assert a["citation_precision"] == 0.5 and a["prompt_tokens_p50"] == 50.0
     by_p = {"baseline": dict(a), "ours": dict(a, accuracy=0.5, answer_p50_ms=50.0)}
     compare.add_ratios(by_p)
