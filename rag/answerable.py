@@ -79,7 +79,21 @@ _WHICH = frozenset({"什么", "哪个", "哪家", "哪些", "哪种", "哪支", 
 _CONTENT_TAGS = ("n", "vn", "v", "nz", "nw", "an", "a")
 _NOUN_TAGS = ("n", "nz", "nw", "vn")
 _GENERIC = frozenset(
-    {"时间", "日期", "地点", "结果", "成绩", "情况", "时候", "分别", "具体", "什么", "哪些", "多少", "是否"}
+    {
+        "时间",
+        "日期",
+        "地点",
+        "结果",
+        "成绩",
+        "情况",
+        "时候",
+        "分别",
+        "具体",
+        "什么",
+        "哪些",
+        "多少",
+        "是否",
+    }
     # category words: what they head is named by its modifier ("“一枚印章”管审批的改革")
     | {"改革", "工作", "措施", "举措", "政策", "活动", "事件", "问题", "方面"}
     # measure words: what a figure is of is the word before ("金融工具规模" → 金融工具; a target
