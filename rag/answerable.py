@@ -14,7 +14,8 @@ included) each excerpt is checked:
   tokens such as RCEP or C919) must be in the passage's document context (its title and chunk);
   names joined by 和/与/及 ("北京和上海…"), or adjacent (青岛城阳区), are alternatives: one is enough;
 - **the period** — a year the question names must be in that context or be the document's year
-  (±1: a report reviews the year before its own); an undated passage naming no year passes;
+  (±1: a report reviews the year before its own); an undated passage naming no year passes, an
+  excerpt naming years of its own, none of them asked, does not ("X年以来" is a reference point);
 - **the ordinal and the head word** — "第28届" must be in the context, and so must the thing the
   question asks about (the 导演 of "《重生之门》的导演是谁").
 
@@ -66,6 +67,8 @@ _GENERAL = frozenset({"中国", "我国", "全国", "国内", "国家", "世界"
 _RANKS = frozenset("省市区县镇乡州村")
 _LATIN = re.compile(r"[A-Za-z][A-Za-z0-9\-]*\d*|\d+[A-Za-z][A-Za-z0-9]*")
 _YEAR = re.compile(r"(?<!\d)((?:19|20)\d\d)(?!\d)")
+# a year as a point of reference, not the period spoken of ("创2001年有监测记录以来最好成绩")
+_SINCE = re.compile(r"(?:自|从)?(?:19|20)\d\d年[^,，。;；]{0,8}?(?:以来|起|开始)")
 _JOINED = re.compile(r"\s*(?:和|与|及|以及|、|,|，)\s*")
 # An ordinal names which one ("第28届", "十三届五次会议", "第六任"): the passage must say it.
 _ORDINAL = re.compile(
@@ -220,7 +223,9 @@ def answers(question: str, excerpt: str, context: str, year: int | None = None) 
     # a passage of an undated document that names no year may be of the year asked
     near = year is not None and any(abs(year - y) <= 1 for y in years)
     dated = year is not None or _YEAR.search(text) is not None
-    if years and dated and not near and not any(str(y) in text for y in years):
+    # an excerpt that names its own years, none of them asked, is of another period
+    stated = {int(y) for y in _YEAR.findall(_SINCE.sub("", fold(excerpt)))}
+    if years and not any(str(y) in text for y in years) and (stated or (dated and not near)):
         return False
     if not all(o in text for o in _ORDINAL.findall(fold(question))):
         return False

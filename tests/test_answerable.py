@@ -3,9 +3,12 @@ question only when it states the kind of thing asked, about the question's subje
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rag.answerable import answers, asked_kinds, subjects
+from rag.service import RAGService
 
 PROFIT = "2022年东吴证券的净利润是多少?"
 
@@ -67,7 +70,36 @@ def test_a_figure_asked_of_a_thing_is_one_stated_of_it() -> None:
     assert answers("野火造成了多少美元的损失?", "这场大火造成价值55亿美元的损失。", "野火")
 
 
+def test_a_year_in_the_excerpt_is_its_period_unless_a_point_of_reference() -> None:
+    days = "2014年空气优良天数达到多少天?"
+    # the 2015 report reviews 2014 ("去年") and names 2001 only as a point of reference
+    assert answers(days, "去年空气优良天数达到313天,创2001年有监测记录以来最好成绩。", "", 2015)
+    # a figure the excerpt gives to another year
+    assert not answers(days, "2015年空气优良天数达到320天。", "", 2015)
+
+
 def test_a_time_asked_needs_a_date_not_a_relative_time() -> None:
     opening = "二十大开幕时间"
     assert not answers(opening, "把学习贯彻二十大精神作为当前和今后一个时期的首要任务。", "")
     assert answers(opening, "二十大于2022年10月16日上午在北京开幕。", "")
+
+
+def test_the_service_refuses_a_passage_on_the_topic_that_does_not_answer(
+    fresh: RAGService, tmp_path: Path
+) -> None:
+    """Through the whole chain (a real index, the extractive backend): a passage about another
+    company's profit, or another year's, is no answer; the one asked of is."""
+    docs = tmp_path / "news"
+    docs.mkdir()
+    (docs / "changan.txt").write_text(
+        "长安汽车发布年报。长安汽车2022年实现净利润77.98亿元,同比增长118%。", encoding="utf-8"
+    )
+    (docs / "dongwu.txt").write_text(
+        "东吴证券发布年报。东吴证券2021年实现净利润23.3亿元。", encoding="utf-8"
+    )
+    fresh.ingest([docs])
+    for question in (PROFIT, "长安汽车2020年的净利润是多少?"):
+        assert fresh.answer(question, backend="extractive").refused, question
+    answer = fresh.answer("长安汽车2022年的净利润是多少?", backend="extractive")
+    assert not answer.refused and "77.98亿元" in answer.answer
+    assert [c.source for c in answer.citations] == ["changan.txt"]
