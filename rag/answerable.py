@@ -25,6 +25,7 @@ A question whose kind cannot be read (是什么, 讲述了什么) is checked on 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
@@ -212,33 +213,57 @@ def states_kind(kinds: set[Kind], text: str) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class _Asks:
+    """What a question asks, read once: the chain checks every excerpt against it."""
+
+    subjects: list[list[str]]
+    years: set[int]
+    ordinals: list[str]
+    head: str | None
+    kinds: set[Kind]
+    measured: str | None  # the head whose own figure is asked (figure questions only)
+
+
+@lru_cache(maxsize=1024)
+def _read(question: str) -> _Asks:
+    kinds = asked_kinds(question)
+    return _Asks(
+        subjects=subjects(question),
+        years=asked_years(question),
+        ordinals=_ORDINAL.findall(fold(question)),
+        head=head(question),
+        kinds=kinds,
+        measured=measured(question) if kinds == {"figure"} else None,
+    )
+
+
 def answers(question: str, excerpt: str, context: str, year: int | None = None) -> bool:
     """Whether ``excerpt`` (in a document whose title, chunk … are ``context``, of ``year``)
     states the kind of thing ``question`` asks, about its subject and period."""
+    asks = _read(question)
     text = fold(f"{context}\n{excerpt}").lower()
-    if not all(any(_names(text, n) for n in group) for group in subjects(question)):
+    said = fold(excerpt)
+    if not all(any(_names(text, n) for n in group) for group in asks.subjects):
         return False
-    years = asked_years(question)
+    years = asks.years
     # a report reviews the year before its own, and plans the next: a year either side counts;
     # a passage of an undated document that names no year may be of the year asked
     near = year is not None and any(abs(year - y) <= 1 for y in years)
     dated = year is not None or _YEAR.search(text) is not None
     # an excerpt that names its own years, none of them asked, is of another period
-    stated = {int(y) for y in _YEAR.findall(_SINCE.sub("", fold(excerpt)))}
+    stated = {int(y) for y in _YEAR.findall(_SINCE.sub("", said))}
     if years and not any(str(y) in text for y in years) and (stated or (dated and not near)):
         return False
-    if not all(o in text for o in _ORDINAL.findall(fold(question))):
+    if not all(o in text for o in asks.ordinals):
         return False
-    word = head(question)
-    if word is not None and not _mentions(text, word):
+    if asks.head is not None and not _mentions(text, asks.head):
         return False
-    kinds = asked_kinds(question)
-    own = measured(question) if kinds == {"figure"} else None
-    if own is not None:
+    if asks.measured is not None:
         # a figure of the thing asked: in a clause of the excerpt that names it
-        clauses = _CLAUSE.split(fold(excerpt).lower())
-        return any(_mentions(c, own) and has_figure(c) for c in clauses)
-    return states_kind(kinds, excerpt)
+        clauses = _CLAUSE.split(said.lower())
+        return any(_mentions(c, asks.measured) and has_figure(c) for c in clauses)
+    return states_kind(asks.kinds, excerpt)
 
 
 def _names(text: str, name: str) -> bool:
