@@ -47,7 +47,7 @@ import prompts
 from bench._results import default_json, write_json
 from eval import metrics as M
 from eval.datasets import Dataset, Sample, load_dataset
-from eval.runner import RETRIEVAL_DEPTH, doc_ranks, ingest_corpus, score_answers
+from eval.runner import RETRIEVAL_DEPTH, doc_ranks, ingest_corpus, parts_within, score_answers
 from eval.targets import eval_settings
 from rag.chain import AnswerChain
 from rag.config import LLMBackend, Settings
@@ -263,11 +263,10 @@ def retrieval_record(pipes: Pipelines, pipeline: str, s: Sample) -> dict[str, An
     ms = (time.perf_counter() - t0) * 1000
     if pipes.ds.kind == "documents":  # each part's source document among the top k
         ranks = doc_ranks([source for source, _ in hits], s.gold_docs)
-        within = [all(r is not None and r <= k for r in ranks) for k in (1, 5)]
         scored = bool(s.gold_docs)
         return {
-            "r1": within[0] if scored else None,
-            "r5": within[1] if scored else None,
+            "r1": parts_within(ranks, 1) if scored else None,
+            "r5": parts_within(ranks, 5) if scored else None,
             "ms": round(ms, 2),
         }
     texts = [text for _, text in hits]

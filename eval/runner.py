@@ -120,6 +120,11 @@ def doc_ranks(sources: Sequence[str], groups: Sequence[Sequence[str]]) -> list[i
     return [next((i for i, d in enumerate(stems, 1) if d in g), None) for g in groups]
 
 
+def parts_within(ranks: Sequence[int | None], k: int) -> bool:
+    """Every part's gold document (ranks from ``doc_ranks``) among the top ``k``."""
+    return all(r is not None and r <= k for r in ranks)
+
+
 def score_retrieval(
     dataset: Dataset,
     samples: Sequence[Sample],
@@ -151,8 +156,7 @@ def score_retrieval(
         if dataset.kind == "documents":
             # each part's gold documents: one of them among the top-k hits
             ranks = doc_ranks([h.source for h in hits], s.gold_docs)
-            found1 = all(r is not None and r <= 1 for r in ranks)
-            found5 = all(r is not None and r <= 5 for r in ranks)
+            found1, found5 = parts_within(ranks, 1), parts_within(ranks, 5)
             rank = min((r for r in ranks if r is not None), default=None)
             any5 = rank is not None and rank <= 5
         elif dataset.kind == "reading":
