@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from api import errors, observability
+from api.auth import KeyRing
 from api.limits import ConcurrencyLimitMiddleware, RateLimiter
 from api.routes import KEYED, health, metrics, page, v1_router
 from rag.config import Settings
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None, service: RAGService | None = No
         description="Cited question answering over Chinese documents.",
     )
     app.state.settings = settings
-    app.state.api_keys = settings.api_key_list
+    app.state.keys = KeyRing.from_settings(settings)  # a bad keys file: no start
     app.state.metrics = observability.Metrics()
     app.state.rate_limiter = RateLimiter(settings.rate_limit) if settings.rate_limit else None
     if settings.max_concurrent:

@@ -7,9 +7,14 @@
         history = [{"role": "user", "content": "哪个城市信访量下降最多?"},
                    {"role": "assistant", "content": answer.answer}]
         rag.chat("那个城市的低保标准是多少?", history=history).standalone_question
+        rag.create_kb("team-a"); rag.upload("report.txt", kb="team-a")
+        rag.chat("…", kbs=["team-a", "documents"]).citations[0].kb
 
 Both return the library's pydantic types and raise ``RAGError`` subclasses carrying the server's
-error body (``RateLimitError`` for a 429, with the ``Retry-After`` seconds). Tests inject an httpx
+error body (``RateLimitError`` for a 429, with the ``Retry-After`` seconds; ``NotFoundError`` for
+a knowledge base that does not exist or that the key may not read, ``ForbiddenError`` for one it
+may read but not change). Calls on documents take ``kb`` (default: the server's default KB),
+search and chat ``kbs`` (one or several). Tests inject an httpx
 transport instead of patching. Options left out (``top_k``, ``backend`` …) are left to the
 server's settings.
 """
@@ -33,6 +38,7 @@ from rag.schemas import (
     DocumentText,
     Filters,
     IngestResult,
+    KBInfo,
     SearchHit,
     Turn,
 )
@@ -44,8 +50,11 @@ __all__ = [
     "AsyncRAGClient",
     "AuthenticationError",
     "BadRequestError",
+    "ConflictError",
     "DocumentList",
+    "ForbiddenError",
     "History",
+    "KBInfo",
     "NotFoundError",
     "RAGClient",
     "RAGError",
@@ -70,7 +79,13 @@ class BadRequestError(RAGError): ...
 class AuthenticationError(RAGError): ...
 
 
+class ForbiddenError(RAGError): ...
+
+
 class NotFoundError(RAGError): ...
+
+
+class ConflictError(RAGError): ...
 
 
 class ValidationError(RAGError): ...
@@ -93,7 +108,9 @@ class UnavailableError(RAGError): ...
 _BY_STATUS: dict[int, type[RAGError]] = {
     400: BadRequestError,
     401: AuthenticationError,
+    403: ForbiddenError,
     404: NotFoundError,
+    409: ConflictError,
     413: BadRequestError,
     415: BadRequestError,
     422: ValidationError,
@@ -121,8 +138,16 @@ def _raise_for(response: httpx.Response) -> None:
     raise _BY_STATUS.get(response.status_code, RAGError)(response.status_code, type_, message)
 
 
-def _doc_url(doc_id: str) -> str:
-    return f"/v1/documents/{quote(doc_id, safe='')}"
+def _docs_url(kb: str | None) -> str:
+    return "/v1/documents" if kb is None else f"/v1/kbs/{quote(kb, safe='')}/documents"
+
+
+def _doc_url(doc_id: str, kb: str | None) -> str:
+    return f"{_docs_url(kb)}/{quote(doc_id, safe='')}"
+
+
+def _kb_url(kb: str) -> str:
+    return f"/v1/kbs/{quote(kb, safe='')}"
 
 
 def _body(first: tuple[str, str], **options: Any) -> dict[str, Any]:
@@ -130,7 +155,9 @@ def _body(first: tuple[str, str], **options: Any) -> dict[str, Any]:
     body: dict[str, Any] = {first[0]: first[1]}
     for key, value in options.items():
         if value is not None:
-            body[key] = value.model_dump(exclude_none=True) if isinstance(value, Filters) else value
+            if isinstance(value, Filters):
+                value = value.model_dump(exclude_none=True)
+            body[key] = list(value) if isinstance(value, tuple) else value
     return body
 
 
@@ -140,6 +167,7 @@ def _chat_body(
     filters: Filters | None,
     backend: str | None,
     history: History | None,
+    kbs: Sequence[str] | None,
     stream: bool | None = None,
 ) -> dict[str, Any]:
     return _body(
@@ -149,6 +177,7 @@ def _chat_body(
         backend=backend,
         stream=stream,
         history=_history(history),
+        kbs=None if kbs is None else list(kbs),
     )
 
 
@@ -220,8 +249,9 @@ class RAGClient:
         filters: Filters | None = None,
         backend: str | None = None,
         history: History | None = None,
+        kbs: Sequence[str] | None = None,
     ) -> Answer:
-        body = _chat_body(question, top_k, filters, backend, history)
+        body = _chat_body(question, top_k, filters, backend, history, kbs)
         return Answer.model_validate(self._json("POST", "/v1/chat", json=body))
 
     def stream_chat(
@@ -232,8 +262,9 @@ class RAGClient:
         filters: Filters | None = None,
         backend: str | None = None,
         history: History | None = None,
+        kbs: Sequence[str] | None = None,
     ) -> Iterator[ChatEvent]:
-        body = _chat_body(question, top_k, filters, backend, history, stream=True)
+        body = _chat_body(question, top_k, filters, backend, history, kbs, stream=True)
         with self._http.stream("POST", "/v1/chat", json=body) as r:
             if r.status_code >= 400:
                 r.read()
@@ -250,31 +281,48 @@ class RAGClient:
         top_k: int | None = None,
         mode: str = "hybrid",
         filters: Filters | None = None,
+        kbs: Sequence[str] | None = None,
     ) -> list[SearchHit]:
-        body = _body(("query", query), top_k=top_k, mode=mode, filters=filters)
+        body = _body(("query", query), top_k=top_k, mode=mode, filters=filters, kbs=kbs)
         return [
             SearchHit.model_validate(h) for h in self._json("POST", "/v1/search", json=body)["hits"]
         ]
 
-    def upload(self, *paths: str | Path) -> list[IngestResult]:
-        data = self._json("POST", "/v1/documents", files=_files(paths))
+    def upload(self, *paths: str | Path, kb: str | None = None) -> list[IngestResult]:
+        data = self._json("POST", _docs_url(kb), files=_files(paths))
         return [IngestResult.model_validate(d) for d in data["documents"]]
 
-    def documents(self, offset: int = 0, limit: int = 100) -> list[DocumentInfo]:
+    def documents(
+        self, offset: int = 0, limit: int = 100, kb: str | None = None
+    ) -> list[DocumentInfo]:
         """One page of the documents (``documents_page`` also says how many there are)."""
-        return self.documents_page(offset, limit).documents
+        return self.documents_page(offset, limit, kb).documents
 
-    def documents_page(self, offset: int = 0, limit: int = 100) -> DocumentList:
+    def documents_page(
+        self, offset: int = 0, limit: int = 100, kb: str | None = None
+    ) -> DocumentList:
         """One page of the documents, with ``total``, the number of documents in all."""
-        data = self._json("GET", "/v1/documents", params={"offset": offset, "limit": limit})
+        data = self._json("GET", _docs_url(kb), params={"offset": offset, "limit": limit})
         return DocumentList.model_validate(data)
 
-    def document(self, doc_id: str) -> DocumentText:
+    def document(self, doc_id: str, kb: str | None = None) -> DocumentText:
         """A document with its full text (citation offsets index it); ``NotFoundError`` if none."""
-        return DocumentText.model_validate(self._json("GET", _doc_url(doc_id)))
+        return DocumentText.model_validate(self._json("GET", _doc_url(doc_id, kb)))
 
-    def delete(self, doc_id: str) -> None:
-        self._json("DELETE", _doc_url(doc_id))
+    def delete(self, doc_id: str, kb: str | None = None) -> None:
+        self._json("DELETE", _doc_url(doc_id, kb))
+
+    def kbs(self) -> list[KBInfo]:
+        """The knowledge bases this key may read, the default one first."""
+        return [KBInfo.model_validate(k) for k in self._json("GET", "/v1/kbs")["kbs"]]
+
+    def create_kb(self, name: str) -> KBInfo:
+        """A new, empty knowledge base (admin keys; ``ConflictError`` if it exists)."""
+        return KBInfo.model_validate(self._json("POST", "/v1/kbs", json={"name": name}))
+
+    def delete_kb(self, name: str) -> None:
+        """Delete a knowledge base and its documents (admin keys)."""
+        self._json("DELETE", _kb_url(name))
 
     def health(self) -> dict[str, Any]:
         return dict(self._json("GET", "/readyz"))
@@ -314,8 +362,9 @@ class AsyncRAGClient:
         filters: Filters | None = None,
         backend: str | None = None,
         history: History | None = None,
+        kbs: Sequence[str] | None = None,
     ) -> Answer:
-        body = _chat_body(question, top_k, filters, backend, history)
+        body = _chat_body(question, top_k, filters, backend, history, kbs)
         return Answer.model_validate(await self._json("POST", "/v1/chat", json=body))
 
     async def stream_chat(
@@ -326,8 +375,9 @@ class AsyncRAGClient:
         filters: Filters | None = None,
         backend: str | None = None,
         history: History | None = None,
+        kbs: Sequence[str] | None = None,
     ) -> AsyncIterator[ChatEvent]:
-        body = _chat_body(question, top_k, filters, backend, history, stream=True)
+        body = _chat_body(question, top_k, filters, backend, history, kbs, stream=True)
         async with self._http.stream("POST", "/v1/chat", json=body) as r:
             if r.status_code >= 400:
                 await r.aread()
@@ -344,30 +394,48 @@ class AsyncRAGClient:
         top_k: int | None = None,
         mode: str = "hybrid",
         filters: Filters | None = None,
+        kbs: Sequence[str] | None = None,
     ) -> list[SearchHit]:
-        body = _body(("query", query), top_k=top_k, mode=mode, filters=filters)
+        body = _body(("query", query), top_k=top_k, mode=mode, filters=filters, kbs=kbs)
         data = await self._json("POST", "/v1/search", json=body)
         return [SearchHit.model_validate(h) for h in data["hits"]]
 
-    async def upload(self, *paths: str | Path) -> list[IngestResult]:
-        data = await self._json("POST", "/v1/documents", files=_files(paths))
+    async def upload(self, *paths: str | Path, kb: str | None = None) -> list[IngestResult]:
+        data = await self._json("POST", _docs_url(kb), files=_files(paths))
         return [IngestResult.model_validate(d) for d in data["documents"]]
 
-    async def documents(self, offset: int = 0, limit: int = 100) -> list[DocumentInfo]:
+    async def documents(
+        self, offset: int = 0, limit: int = 100, kb: str | None = None
+    ) -> list[DocumentInfo]:
         """One page of the documents (``documents_page`` also says how many there are)."""
-        return (await self.documents_page(offset, limit)).documents
+        return (await self.documents_page(offset, limit, kb)).documents
 
-    async def documents_page(self, offset: int = 0, limit: int = 100) -> DocumentList:
+    async def documents_page(
+        self, offset: int = 0, limit: int = 100, kb: str | None = None
+    ) -> DocumentList:
         """One page of the documents, with ``total``, the number of documents in all."""
-        data = await self._json("GET", "/v1/documents", params={"offset": offset, "limit": limit})
+        data = await self._json("GET", _docs_url(kb), params={"offset": offset, "limit": limit})
         return DocumentList.model_validate(data)
 
-    async def document(self, doc_id: str) -> DocumentText:
+    async def document(self, doc_id: str, kb: str | None = None) -> DocumentText:
         """A document with its full text (citation offsets index it); ``NotFoundError`` if none."""
-        return DocumentText.model_validate(await self._json("GET", _doc_url(doc_id)))
+        return DocumentText.model_validate(await self._json("GET", _doc_url(doc_id, kb)))
 
-    async def delete(self, doc_id: str) -> None:
-        await self._json("DELETE", _doc_url(doc_id))
+    async def delete(self, doc_id: str, kb: str | None = None) -> None:
+        await self._json("DELETE", _doc_url(doc_id, kb))
+
+    async def kbs(self) -> list[KBInfo]:
+        """The knowledge bases this key may read, the default one first."""
+        data = await self._json("GET", "/v1/kbs")
+        return [KBInfo.model_validate(k) for k in data["kbs"]]
+
+    async def create_kb(self, name: str) -> KBInfo:
+        """A new, empty knowledge base (admin keys; ``ConflictError`` if it exists)."""
+        return KBInfo.model_validate(await self._json("POST", "/v1/kbs", json={"name": name}))
+
+    async def delete_kb(self, name: str) -> None:
+        """Delete a knowledge base and its documents (admin keys)."""
+        await self._json("DELETE", _kb_url(name))
 
     async def health(self) -> dict[str, Any]:
         return dict(await self._json("GET", "/readyz"))

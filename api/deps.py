@@ -1,15 +1,16 @@
-"""Dependencies and checks the routes share: the one RAGService of the app, the API-key check,
-the question and history checks, loading an answer's backend."""
+"""Dependencies and checks the routes share: the one RAGService of the app, the knowledge bases
+a request asks of, the question and history checks, loading an answer's backend (the key check
+is ``api.auth``)."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import Principal
 from api.errors import APIError
 from rag.config import LLMBackend, Settings
 from rag.schemas import Turn
@@ -24,17 +25,20 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def require_key(request: Request) -> None:
-    """With RAG_API_KEYS set, ``Authorization: Bearer <key>`` is required (constant-time check)."""
-    keys: list[str] = request.app.state.api_keys
-    if not keys:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not any(
-        hmac.compare_digest(token.encode(), k.encode()) for k in keys
-    ):
-        raise APIError(401, "missing or invalid API key (Authorization: Bearer <key>)")
+# Knowledge bases one search or chat may ask of at once.
+MAX_KBS = 16
+
+
+async def asked_kbs(
+    kbs: Sequence[str] | None, service: RAGService, caller: Principal
+) -> list[str]:
+    """The knowledge bases a search or chat asks of (default: the default KB), each one the
+    caller may read (else the 404 of a KB that does not exist) and one that exists: checked
+    before a stream starts, so that it is an error response, not an error event."""
+    names = list(dict.fromkeys(kbs or [service.default_kb]))
+    caller.check_read_all(names)
+    await run_in_threadpool(service.kbs.select, names)
+    return names
 
 
 Service = Annotated[RAGService, Depends(get_service)]

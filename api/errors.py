@@ -1,7 +1,7 @@
 """One error body for every 4xx/5xx: ``{"error": {"type": ..., "message": ...}}``, and the one
 mapping from the library's errors (``rag/errors.py``) to it:
 
-- ``NotFound`` → 404 ``not_found``; ``Unsupported`` and any other ``BadInput`` → 422
+- ``NotFound`` → 404 ``not_found``; ``Conflict`` → 409 ``conflict``; ``Unsupported`` and any other ``BadInput`` → 422
   ``validation_error``; the library's message is the client's;
 - ``Unavailable`` → 503 ``unavailable`` with the library's message (what is down; retry later);
 - any other ``RAGError`` or exception → 500 ``internal_error``, ``internal error``: the
@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rag.errors import BadInput, NotFound, RAGError, Unavailable
+from rag.errors import BadInput, Conflict, NotFound, RAGError, Unavailable
 
 log = logging.getLogger("rag.api")
 
@@ -32,6 +32,7 @@ _TYPES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
@@ -75,6 +76,8 @@ def classify(exc: BaseException) -> ErrorInfo:
         return ErrorInfo(exc.status_code, type_, str(exc.detail), exc.headers)
     if isinstance(exc, NotFound):
         return ErrorInfo(404, _TYPES[404], str(exc))
+    if isinstance(exc, Conflict):
+        return ErrorInfo(409, _TYPES[409], str(exc))
     if isinstance(exc, BadInput):  # Unsupported (a backend this installation cannot run) too
         return ErrorInfo(422, _TYPES[422], str(exc))
     if isinstance(exc, Unavailable):

@@ -12,7 +12,6 @@ Both are 0 (off) by default. With several worker processes each process counts o
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -64,10 +63,9 @@ class RateLimiter:
 
 
 def client_identity(request: Request) -> str:
-    """The API key (hashed: keys are not kept in memory as given) or the client's address."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if request.app.state.api_keys and scheme.lower() == "bearer" and token:
-        return "key:" + hashlib.sha256(token.encode()).hexdigest()
+    """The API key's name (set by the key check) or, with no keys, the client's address."""
+    if not request.app.state.keys.open:
+        return "key:" + str(request.state.key_name)
     return "addr:" + (request.client.host if request.client else "unknown")
 
 

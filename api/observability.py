@@ -5,7 +5,8 @@
   request is served (``record.request_id``; ``LOG_FORMAT`` shows it), so one request's log lines
   can be grepped. Headers are never logged (API keys travel in them).
 - ``Metrics`` holds the app's own ``CollectorRegistry`` (several apps in one process do not
-  clash): requests by route template, method and status; request latency; per-stage answer
+  clash): requests by route template, method, status and the API key's name (never the key);
+  request latency; per-stage answer
   latency from the answer timings; prompt and generated tokens; answers by outcome.
 """
 
@@ -70,7 +71,10 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "rag_http_requests", "HTTP requests", ["method", "route", "status"], registry=r
+            "rag_http_requests",
+            "HTTP requests, by the API key's name (`-`: no key was accepted)",
+            ["method", "route", "status", "key"],
+            registry=r,
         )
         self.latency = Histogram(
             "rag_http_request_duration_seconds",
@@ -160,6 +164,7 @@ class RequestContextMiddleware:
         # own, and the app's last-resort error handler, which runs outside this middleware,
         # still logs under the id.
         request_id_var.set(rid)
+        state = scope.setdefault("state", {})  # the one dict ``request.state`` writes to
         status = 500
         t0 = time.perf_counter()
 
@@ -177,6 +182,7 @@ class RequestContextMiddleware:
             seconds = time.perf_counter() - t0
             route = getattr(scope.get("route"), "path", None) or "<unmatched>"
             method = str(scope["method"])
-            self.metrics.requests.labels(method, route, str(status)).inc()
+            key = str(state.get("key_name", "-"))  # set by api.auth
+            self.metrics.requests.labels(method, route, str(status), key).inc()
             self.metrics.latency.labels(method, route).observe(seconds)
             access_log.info("%s %s %d %.1fms", method, scope["path"], status, seconds * 1000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from rag.schemas import DocumentInfo, IngestResult
+from rag.schemas import DocumentInfo, IngestResult, KBInfo
 
 
 class DocumentList(BaseModel):
@@ -23,3 +23,9 @@ class UploadResponse(BaseModel):
 
 class Deleted(BaseModel):
     deleted: str
+
+
+class KBList(BaseModel):
+    """The knowledge bases the key may read, the default one first."""
+
+    kbs: list[KBInfo]

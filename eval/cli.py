@@ -171,6 +171,15 @@ def eval_command(
             "completions (POST /v1/chat/completions, OpenAI's client)."
         ),
     ] = "chat",
+    kb: Annotated[
+        str | None,
+        typer.Option(
+            "--kb",
+            help="The knowledge base asked: with --url, the one of the service that holds the "
+            "corpus; else the corpus is indexed into this KB of the dataset's own index "
+            "(made if missing). Default: the default KB.",
+        ),
+    ] = None,
     compare_with: Annotated[
         tuple[Path, Path] | None,
         typer.Option("--compare", help="Print the difference between two saved reports and exit."),
@@ -206,7 +215,7 @@ def eval_command(
     route_ = cast(Route, route)
     if dataset in CONVERSATION_SETS:
         _eval_conversations(
-            dataset, backend, limit, url, api_key, route_, thresholds, reports, name
+            dataset, backend, limit, url, api_key, route_, thresholds, reports, name, kb
         )
         return
     try:
@@ -216,7 +225,7 @@ def eval_command(
     samples = ds.select(limit, sample)
 
     settings = eval_settings(dataset)
-    target: Target = HttpTarget(url, api_key, route_) if url else _local_target(dataset)
+    target: Target = HttpTarget(url, api_key, route_, kb) if url else _local_target(dataset, kb)
 
     report = new_report(
         name or dataset,
@@ -265,16 +274,23 @@ def _progress() -> Progress:
     )
 
 
-def _local_target(dataset: str) -> LocalTarget:
-    """The library on the dataset's own index, its corpus ingested (cached after a first run)."""
+def _local_target(dataset: str, kb: str | None = None) -> LocalTarget:
+    """The library on the dataset's own index (its KB ``kb``, made if missing), its corpus
+    ingested (cached after a first run)."""
+    from rag.errors import NotFound
     from rag.service import RAGService
 
     service = RAGService(eval_settings(dataset))
+    if kb:
+        try:
+            service.kb(kb)
+        except NotFound:
+            service.create_kb(kb)
     with err.status(f"indexing the {dataset} corpus (cached after the first run)…"):
-        summary = ingest_corpus(service, load_dataset(dataset))
+        summary = ingest_corpus(service, load_dataset(dataset), kb)
     if summary.failed:
         err.print(f"[yellow]{summary.count('failed')} corpus documents failed to ingest[/yellow]")
-    return LocalTarget(service)
+    return LocalTarget(service, kb)
 
 
 def _eval_conversations(
@@ -287,12 +303,14 @@ def _eval_conversations(
     thresholds: dict[str, float],
     reports: Path,
     name: str | None,
+    kb: str | None = None,
 ) -> None:
     conversations = load_conversations(dataset)[:limit] if limit else load_conversations(dataset)
     corpora = sorted({c.corpus for c in conversations})
     urls = _corpus_urls(url, corpora)
     targets: dict[str, ConversationTarget] = {
-        c: HttpTarget(urls[c], api_key, route) if urls else _local_target(c) for c in corpora
+        c: HttpTarget(urls[c], api_key, route, kb) if urls else _local_target(c, kb)
+        for c in corpora
     }
     turns = sum(len(c.turns) for c in conversations)
     settings = eval_settings(corpora[0]) if corpora else eval_settings(dataset)

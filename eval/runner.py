@@ -100,11 +100,12 @@ def versions() -> dict[str, str]:
     return out
 
 
-def ingest_corpus(service: Any, dataset: Dataset) -> IngestSummary:
-    """Index the dataset's corpus into the service (idempotent: a second run changes nothing)."""
+def ingest_corpus(service: Any, dataset: Dataset, kb: str | None = None) -> IngestSummary:
+    """Index the dataset's corpus into the service (or its KB ``kb``; idempotent: a second run
+    changes nothing)."""
     if dataset.corpus_kind == "files":
-        return service.ingest([dataset.corpus, *dataset.extra_corpus])  # type: ignore[no-any-return]
-    return service.ingest_bytes(list(dataset.corpus_files()))  # type: ignore[no-any-return]
+        return service.ingest([dataset.corpus, *dataset.extra_corpus], kb=kb)  # type: ignore[no-any-return]
+    return service.ingest_bytes(list(dataset.corpus_files()), kb=kb)  # type: ignore[no-any-return]
 
 
 def _gold(sample: Sample, dataset: Dataset) -> list[str]:

@@ -46,7 +46,7 @@ from rag.excerpts import (
 from rag.facts import Comparison, asked_kind, compare, parse_question, taxonomy
 from rag.generation import generate, judge, ms_since
 from rag.periods import time_scope
-from rag.retrieval import HybridRetriever
+from rag.retrieval import Retriever
 from rag.schemas import (
     ChatEvent,
     Citation,
@@ -104,7 +104,7 @@ class Draft:
 class AnswerChain:
     def __init__(
         self,
-        retriever: HybridRetriever,
+        retriever: Retriever,
         settings: AnswerSettings,
         timeout_s: float,
         facts: Callable[[], list[Fact]] | None = None,

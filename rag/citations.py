@@ -178,6 +178,7 @@ def resolve(
                 end=p.end,
                 quote=p.text,
                 verified=bool(using) and all(s.verified for s in using),
+                kb=p.kb,
             )
         )
     return text.strip(), citations

@@ -83,6 +83,12 @@ def eval_placeholder() -> None:
 
 models_app = typer.Typer(help="Bundled models: list what is installed, or build it.")
 app.add_typer(models_app, name="models")
+kb_app = typer.Typer(
+    help="Knowledge bases: separate document collections of one installation "
+    "(--kb on ingest, docs, search, query, chat and eval picks one).",
+    no_args_is_help=True,
+)
+app.add_typer(kb_app, name="kb")
 
 out = Console()
 err = Console(stderr=True)
@@ -90,9 +96,37 @@ err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for programs instead of tables.")]
 
 
-def _service() -> RAGService:
+KbOpt = Annotated[
+    str | None,
+    typer.Option("--kb", help="The knowledge base (default: the default one, RAG_COLLECTION)."),
+]
+KbsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kb",
+        help="A knowledge base to ask; repeat to ask several (default: the default one).",
+    ),
+]
 
+
+def _service() -> RAGService:
     return RAGService(Settings())
+
+
+def _with_kbs(service: RAGService, kbs: list[str] | None) -> RAGService:
+    """The service, once the knowledge bases named are checked to exist (else exit 1)."""
+    for kb in kbs or []:
+        try:
+            service.kb(kb)
+        except RAGError as exc:
+            err.print(
+                f"[red]error:[/red] {escape(str(exc))} (`rag kb list` shows them, "
+                f"`rag kb create {escape(kb)}` makes it)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from exc
+    return service
 
 
 class _RichProgress:
@@ -127,6 +161,7 @@ def ingest(
     prune: Annotated[
         bool, typer.Option(help="Remove indexed documents not found under PATHS.")
     ] = False,
+    kb: KbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index documents (.txt .md .html .pdf .docx; utf-8, gb18030 or big5).
@@ -134,7 +169,7 @@ def ingest(
     Idempotent: unchanged files are skipped, changed ones replaced. A file that fails is
     reported and leaves the index as it was; the others still go in. Exit code 1 if any failed.
     """
-    service = _service()
+    service = _with_kbs(_service(), [kb] if kb else None)
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -145,7 +180,7 @@ def ingest(
         transient=True,
         disable=as_json,
     ) as progress:
-        summary = service.ingest(paths, prune=prune, progress=_RichProgress(progress))
+        summary = service.ingest(paths, prune=prune, progress=_RichProgress(progress), kb=kb)
     if as_json:
         print(summary.model_dump_json(indent=2))
     else:
@@ -154,9 +189,9 @@ def ingest(
 
 
 @app.command()
-def docs(as_json: JsonOpt = False) -> None:
-    """List the indexed documents."""
-    documents = _service().documents()
+def docs(kb: KbOpt = None, as_json: JsonOpt = False) -> None:
+    """List the indexed documents (of one knowledge base)."""
+    documents = _with_kbs(_service(), [kb] if kb else None).documents(kb)
     if as_json:
         print(
             json.dumps(
@@ -191,30 +226,33 @@ def search(
     year_to: Annotated[
         int | None, typer.Option(help="Only documents dated up to this year.")
     ] = None,
+    kb: KbsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the passages that best match QUERY, with score, document and offsets."""
     if mode not in ("hybrid", "dense", "bm25"):
         raise typer.BadParameter("must be hybrid, dense or bm25", param_hint="--mode")
     filters = Filters(doc_id=doc or None, region=region, year_from=year_from, year_to=year_to)
-    hits = _service().search(query, top_k=top_k, mode=mode, filters=filters)  # type: ignore[arg-type]
+    hits = _with_kbs(_service(), kb).search(query, top_k=top_k, mode=mode, filters=filters, kbs=kb)  # type: ignore[arg-type]
     if as_json:
         print(SearchResponse(hits=hits).model_dump_json(indent=2))
         return
     if not hits:
         out.print("No passages found.")
     for rank, h in enumerate(hits, start=1):
+        where = f"{h.kb}: " if kb and len(kb) > 1 else ""
         out.rule(
-            f"[bold]{rank}[/bold]  {h.title}  ·  {h.doc_id} [{h.start}:{h.end}]  ·  "
+            f"[bold]{rank}[/bold]  {h.title}  ·  {where}{h.doc_id} [{h.start}:{h.end}]  ·  "
             f"score {h.score:.4f}",
             align="left",
         )
         out.print(h.text, highlight=False)
 
 
-def _print_citations(e: CitationsEvent) -> None:
+def _print_citations(e: CitationsEvent, with_kb: bool = False) -> None:
     """After an answer: the note that it is the extractive fallback, then its citations, one
-    `[n] ✓ title · doc_id [start:end]` line each with the quote under it."""
+    `[n] ✓ title · doc_id [start:end]` line each (`kb: doc_id` when several KBs were asked)
+    with the quote under it."""
     if e.fallback:
         out.print(
             "[yellow]The model failed or was not trusted; this is the extractive answer.[/yellow]"
@@ -222,7 +260,8 @@ def _print_citations(e: CitationsEvent) -> None:
     for c in e.citations:
         mark = "[green]✓[/green]" if c.verified else "[red]✗ unverified[/red]"
         out.print(
-            f"[bold][{c.marker}][/bold] {mark} {c.title} · {c.doc_id} [{c.start}:{c.end}]",
+            f"[bold][{c.marker}][/bold] {mark} {c.title} · "
+            f"{f'{c.kb}: ' if with_kb else ''}{c.doc_id} [{c.start}:{c.end}]",
             highlight=False,
             soft_wrap=True,
         )
@@ -247,6 +286,7 @@ def query(
     ],
     backend: BackendOpt = None,
     top_k: TopKOpt = None,
+    kb: KbsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer QUESTION from the indexed documents, every claim cited to a passage.
@@ -255,8 +295,8 @@ def query(
     listed, each marked verified when the figures of the sentences citing it are in the passage.
     """
     _check_backend(backend)
-    service = _service()
-    events = service.stream_answer(question, backend=backend, top_k=top_k)  # type: ignore[arg-type]
+    service = _with_kbs(_service(), kb)
+    events = service.stream_answer(question, backend=backend, top_k=top_k, kbs=kb)  # type: ignore[arg-type]
     if as_json:
         answer = Answer.from_events(events, backend or service.default_backend)
         print(answer.model_dump_json(indent=2))
@@ -274,7 +314,7 @@ def query(
             if not streamed or e.fallback or e.refused or e.answer:
                 out.rule()
                 out.print(e.answer, highlight=False)
-            _print_citations(e)
+            _print_citations(e, bool(kb and len(kb) > 1))
         elif isinstance(e, DoneEvent):
             shown = ", ".join(f"{k} {v:.0f}" for k, v in e.timings.items())
             err.print(f"[dim]{shown}[/dim]")
@@ -309,6 +349,7 @@ def _chat_answer(
     backend: str | None,
     top_k: int | None,
     history: list[Turn],
+    kbs: list[str] | None = None,
 ) -> str | None:
     """Answer one question of the conversation on stdout: the standalone question when it is
     not what was typed, the answer as it streams, its citations. The final answer text, or
@@ -316,7 +357,7 @@ def _chat_answer(
     events: Iterator[ChatEvent] | None = None
     streamed: list[str] = []
     try:
-        events = service.stream_answer(question, backend, top_k, history=history)  # type: ignore[arg-type]
+        events = service.stream_answer(question, backend, top_k, history=history, kbs=kbs)  # type: ignore[arg-type]
         for e in events:
             if isinstance(e, PassagesEvent):
                 standalone = (e.standalone_question or "").strip()
@@ -341,7 +382,7 @@ def _chat_answer(
                         out.print("[dim](final text:)[/dim]", highlight=False)
                 if e.answer.strip() != text or e.fallback or e.refused:
                     out.print(e.answer, markup=False, highlight=False, soft_wrap=True)
-                _print_citations(e)
+                _print_citations(e, bool(kbs and len(kbs) > 1))
                 return e.answer
         return None
     except KeyboardInterrupt:
@@ -360,7 +401,7 @@ def _chat_answer(
 
 
 @app.command()
-def chat(backend: BackendOpt = None, top_k: TopKOpt = None) -> None:
+def chat(backend: BackendOpt = None, top_k: TopKOpt = None, kb: KbsOpt = None) -> None:
     """Talk with the indexed documents: a question, then follow-ups.
 
     Each answer streams as it is written, then its citations are
@@ -375,7 +416,7 @@ def chat(backend: BackendOpt = None, top_k: TopKOpt = None) -> None:
     question a line (no prompt).
     """
     _check_backend(backend)
-    service = _service()
+    service = _with_kbs(_service(), kb)
     interactive = sys.stdin.isatty()
     if interactive:
         with contextlib.suppress(ImportError):
@@ -410,7 +451,7 @@ def chat(backend: BackendOpt = None, top_k: TopKOpt = None) -> None:
                 f"Unknown command {question}; /help lists them.", markup=False, soft_wrap=True
             )
             continue
-        answer = _chat_answer(service, question, backend, top_k, turns)
+        answer = _chat_answer(service, question, backend, top_k, turns, kb)
         if answer is not None:
             turns += [Turn(role="user", content=question), Turn(role="assistant", content=answer)]
             del turns[: max(0, len(turns) - max_turns)]
@@ -427,6 +468,62 @@ def serve(
     import uvicorn
 
     uvicorn.run("api.app:app_factory", factory=True, host=host, port=port, workers=workers)
+
+
+def _print_kbs(service: RAGService, as_json: bool) -> None:
+    infos = service.list_kbs()
+    if as_json:
+        print(json.dumps({"kbs": [k.model_dump() for k in infos]}, ensure_ascii=False, indent=2))
+        return
+    table = Table("kb", "documents", "chunks")
+    for k in infos:
+        name = f"{k.name} (default)" if k.name == service.default_kb else k.name
+        table.add_row(name, str(k.documents), str(k.chunks))
+    out.print(table)
+
+
+@kb_app.command("list")
+def kb_list(as_json: JsonOpt = False) -> None:
+    """List the knowledge bases with their documents and chunks, the default one first."""
+    _print_kbs(_service(), as_json)
+
+
+def _kb_call(action: Any, *args: Any) -> Any:
+    try:
+        return action(*args)
+    except RAGError as exc:  # a bad name, one that exists, one that does not
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
+
+
+@kb_app.command("create")
+def kb_create(
+    name: Annotated[str, typer.Argument(help="1-64 letters, digits, - or _.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an empty knowledge base (then `rag ingest --kb NAME PATHS`)."""
+    info = _kb_call(_service().create_kb, name)
+    if as_json:
+        print(info.model_dump_json(indent=2))
+    else:
+        out.print(f"Created knowledge base {escape(name)}.")
+
+
+@kb_app.command("delete")
+def kb_delete(
+    name: Annotated[str, typer.Argument(help="The knowledge base to delete.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask to confirm.")] = False,
+) -> None:
+    """Delete a knowledge base and every document in it (not the default one)."""
+    service = _service()
+    info = _kb_call(lambda: service.kb(name).info())
+    if not yes:
+        typer.confirm(
+            f"Delete knowledge base {name} ({info.documents} documents, {info.chunks} chunks)?",
+            abort=True,
+        )
+    _kb_call(service.delete_kb, name)
+    out.print(f"Deleted knowledge base {escape(name)}.")
 
 
 @models_app.callback(invoke_without_command=True)

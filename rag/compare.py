@@ -104,6 +104,7 @@ def write(comparison: Comparison, lang: str) -> Written:
                     end=f.end,
                     text=f.quote or "",
                     score=1.0,
+                    kb=f.kb,
                 )
             )
         cited[f.key] = f.model_copy(update={"marker": markers[key]})

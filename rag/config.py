@@ -120,6 +120,19 @@ class ConversationSettings(BaseModel):
     )
 
 
+class KBSettings(BaseModel):
+    max_open: int = Field(
+        8,
+        ge=1,
+        le=10_000,
+        description="knowledge bases held open (lexical index, facts) besides the default one; "
+        "the least recently used beyond this are released, and reopened on their next use",
+    )
+    idle_s: float = Field(
+        900.0, gt=0, description="a knowledge base unused this long is released (seconds)"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_", env_nested_delimiter="__", extra="ignore", env_file=".env"
@@ -140,7 +153,15 @@ class Settings(BaseSettings):
         ge=1,
         description="chunks read, embedded and committed together: memory and resume granularity",
     )
-    api_keys: str = Field("", description="comma-separated API keys; empty = no key needed")
+    api_keys: str = Field(
+        "",
+        description="comma-separated API keys with full access; empty (and no keys file) = no key needed",
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description="TOML file of named keys, each with the knowledge bases it may read and "
+        "write, or admin (README: Knowledge bases and keys)",
+    )
     max_question_chars: int = Field(2000, ge=10, description="longer questions are a 422")
     max_upload_bytes: int = Field(20_000_000, ge=1, description="larger uploads are a 413")
     rate_limit: int = Field(
@@ -153,6 +174,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=lambda: LLMSettings())
     answer: AnswerSettings = Field(default_factory=lambda: AnswerSettings())
     conversation: ConversationSettings = Field(default_factory=lambda: ConversationSettings())
+    kb: KBSettings = Field(default_factory=lambda: KBSettings())
 
     @property
     def api_key_list(self) -> list[str]:

@@ -1,7 +1,7 @@
 """One error tree for the library. The API maps it to HTTP in one place (``api/errors.py``):
 
 - ``BadInput`` — the caller's request cannot be served as asked (a 4xx: ``NotFound`` 404,
-  ``Unsupported`` 422 for a backend this installation cannot run);
+  ``Conflict`` 409, ``Unsupported`` 422 for a backend this installation cannot run);
 - ``Unavailable`` — a part the request needs is down or not installed (a 503); retry later:
   ``StoreUnavailable`` (the Chroma server), ``EmbeddingServiceError`` (a remote embedder),
   ``LLMError`` (a model backend);
@@ -32,6 +32,10 @@ class NotFound(BadInput, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; say it plainly
         return str(self.args[0]) if self.args else ""
+
+
+class Conflict(BadInput):
+    """The request contradicts what exists (a knowledge base of that name exists already)."""
 
 
 class Unsupported(BadInput):

@@ -22,7 +22,7 @@ from rag.citations import has_figure, numbers_in, strip_markers
 from rag.compare import CHANGE_WORDS
 from rag.config import AnswerSettings
 from rag.facts import taxonomy
-from rag.lexical import LexicalIndex, tokenize
+from rag.lexical import Words, tokenize
 from rag.periods import HEADING, Clock, Period, heading_at, headings
 from rag.schemas import Fact, Located, Passage, SearchHit, year_of
 from rag.slots import place_names, places_in
@@ -76,7 +76,7 @@ def _sentence_score(sentence: str, query_weights: dict[str, float]) -> float:
     return score * (1.1 if numbers_in(sentence) else 1.0)  # facts carry numbers
 
 
-def query_weights(question: str, index: LexicalIndex | None) -> dict[str, float]:
+def query_weights(question: str, index: Words | None) -> dict[str, float]:
     """Informative query words: idf from the index (unknown words count as rare)."""
     weights = {}
     for t in dict.fromkeys(tokenize(question)):
@@ -236,6 +236,7 @@ def to_passages(excerpts: list[Scored]) -> list[Passage]:
                 end=x.end,
                 text=h.text[x.start - h.start : x.end - h.start],
                 score=round(x.score, 4),
+                kb=h.kb,
             )
         )
     return out
@@ -276,7 +277,7 @@ def fact_hints(passages: list[Passage], facts: list[Fact], query: str) -> dict[i
     return out
 
 
-def missing_entities(question: str, index: LexicalIndex | None) -> list[str]:
+def missing_entities(question: str, index: Words | None) -> list[str]:
     """Place and organization names in the question that no indexed chunk mentions."""
     if index is None:
         return []

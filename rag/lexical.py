@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -116,6 +116,34 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+class Words(Protocol):
+    """What answering asks of an index's vocabulary: how rare a word is, whether it occurs."""
+
+    def idf(self, token: str) -> float: ...
+
+    def knows(self, token: str) -> bool: ...
+
+
+def idf(df: int, n: int) -> float:
+    """BM25's inverse document frequency of a token held by ``df`` of ``n`` chunks (0 if none)."""
+    return float(np.log(1 + (n - df + 0.5) / (df + 0.5))) if df else 0.0
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Several indexes' words as one (a question asked of several knowledge bases): a token's
+    document frequency is its sum over them, so its idf is the one a single index of all their
+    chunks would give."""
+
+    indexes: tuple[LexicalIndex, ...]
+
+    def idf(self, token: str) -> float:
+        return idf(sum(i.df(token) for i in self.indexes), sum(i.size for i in self.indexes))
+
+    def knows(self, token: str) -> bool:
+        return any(i.knows(token) for i in self.indexes)
+
+
 @dataclass
 class LexicalIndex:
     """A BM25 index over chunk ids, with the store version it was built from."""
@@ -174,15 +202,22 @@ class LexicalIndex:
                     i = j
         return known
 
-    def idf(self, token: str) -> float:
-        """Inverse document frequency of a token over the chunks (0 for an unknown token)."""
+    @property
+    def size(self) -> int:
+        """The chunks indexed."""
+        return len(self.ids)
+
+    def df(self, token: str) -> int:
+        """The chunks holding a token (0 for an unknown token)."""
         if self.bm25 is None or token not in self.bm25.vocab_dict:
-            return 0.0
+            return 0
         tid = self.bm25.vocab_dict[token]
         indptr = self.bm25.scores["indptr"]
-        df = int(indptr[tid + 1] - indptr[tid]) if tid + 1 < len(indptr) else 1
-        n = len(self.ids)
-        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
+        return int(indptr[tid + 1] - indptr[tid]) if tid + 1 < len(indptr) else 1
+
+    def idf(self, token: str) -> float:
+        """Inverse document frequency of a token over the chunks (0 for an unknown token)."""
+        return idf(self.df(token), self.size)
 
     def knows(self, token: str) -> bool:
         return self.bm25 is not None and token in self.bm25.vocab_dict

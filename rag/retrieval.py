@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -14,7 +14,7 @@ from pydantic import ConfigDict
 
 from rag.config import DEFAULT_TOP_K
 from rag.embeddings import Embedder
-from rag.lexical import LexicalIndex, LexicalIndexCache
+from rag.lexical import LexicalIndex, LexicalIndexCache, Words
 from rag.schemas import Filters, SearchHit
 from rag.store import ChromaStore, StoredChunk, doc_id_of
 from rag.text import index_text, normalize
@@ -85,6 +85,21 @@ def top_positive(scores: np.ndarray, n: int) -> np.ndarray:
     return pos[np.lexsort((pos, -scores[pos]))]
 
 
+class Retriever(Protocol):
+    """What the answer chain searches: one knowledge base's ``HybridRetriever``, or several as
+    one (``rag.kbs.Spanning``)."""
+
+    def search(
+        self,
+        query: str,
+        top_k: int | None = None,
+        mode: SearchMode | None = None,
+        filters: Filters | dict[str, Any] | None = None,
+    ) -> list[SearchHit]: ...
+
+    def lexical_index(self) -> Words: ...
+
+
 class HybridRetriever(BaseRetriever):
     """Dense top-n and BM25 top-n, fused by RRF, cut to ``top_k``; filters apply to both sides."""
 
@@ -101,6 +116,7 @@ class HybridRetriever(BaseRetriever):
     dense_weight: float = 0.3
     bm25_weight: float = 1.0
     per_doc: int = 1  # for comparison questions: leading passages per document
+    kb: str | None = None  # the knowledge base searched, named on every hit
 
     @classmethod
     def from_service_parts(
@@ -189,7 +205,7 @@ class HybridRetriever(BaseRetriever):
         store: ChromaStore = self.store
         chunks = store.get_chunks([cid for cid, _ in ranked[:k]])
         return [
-            _hit(chunks[cid], score, dense_scores.get(cid), bm25_scores.get(cid))
+            _hit(chunks[cid], score, dense_scores.get(cid), bm25_scores.get(cid), self.kb)
             for cid, score in ranked[:k]
             if cid in chunks  # unless a writer deleted it since
         ]
@@ -208,7 +224,9 @@ class HybridRetriever(BaseRetriever):
         ]
 
 
-def _hit(c: StoredChunk, score: float, dense: float | None, bm25: float | None) -> SearchHit:
+def _hit(
+    c: StoredChunk, score: float, dense: float | None, bm25: float | None, kb: str | None
+) -> SearchHit:
     m = c.metadata
     return SearchHit(
         text=c.text,
@@ -223,4 +241,5 @@ def _hit(c: StoredChunk, score: float, dense: float | None, bm25: float | None) 
         score=score,
         dense_score=dense,
         bm25_score=bm25,
+        kb=kb,
     )

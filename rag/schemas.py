@@ -50,6 +50,7 @@ class Fact(BaseModel):
     title: str = ""
     region: str | None = None
     year: int | None = None  # the document's year
+    kb: str | None = None  # the knowledge base the document is in
     start: int
     end: int
     # Filled in when a comparison answer uses the fact:
@@ -118,6 +119,7 @@ class Located(BaseModel):
     section: str | None = Field(
         None, description="the heading of the part of the document the text begins in"
     )
+    kb: str | None = Field(None, description="the knowledge base the document is in")
 
 
 class SearchHit(Located):
@@ -145,6 +147,14 @@ class DocumentText(DocumentInfo):
     """A committed document with its full original text (offsets index this)."""
 
     text: str
+
+
+class KBInfo(BaseModel):
+    """A knowledge base: its name and how many documents and chunks it holds."""
+
+    name: str
+    documents: int
+    chunks: int
 
 
 class Readiness(BaseModel):
@@ -198,6 +208,7 @@ class Citation(BaseModel):
     end: int
     quote: str
     verified: bool
+    kb: str | None = Field(None, description="the knowledge base the cited document is in")
 
 
 class Turn(BaseModel):

@@ -1,17 +1,17 @@
 """RAGService: the one door the CLI, the API and the harness use. Built from one ``Settings``.
 
-Its parts (embedder, store, chat models) are built on first use, or given to the constructor:
-a test or a benchmark that already holds a loaded embedder passes it in instead of loading a
-second copy.
+Its parts (embedder, knowledge bases, chat models) are built on first use, or given to the
+constructor: a test or a benchmark that already holds a loaded embedder passes it in instead of
+loading a second copy. Every call on documents takes ``kb`` (one knowledge base), search and
+answers ``kbs`` (one or several); left out, the default KB (``RAG_COLLECTION``) is used.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +23,9 @@ from rag.conversation import resolve
 from rag.conversation import warm_up as warm_up_conversation
 from rag.embeddings import Embedder
 from rag.errors import LLMError, NotFound, Unsupported
-from rag.facts import FactTable, facts_from_chunks
 from rag.generation import ms_since
 from rag.ingest import Ingestor, Progress
+from rag.kbs import KnowledgeBase, KnowledgeBases, Spanning
 from rag.llm import make_chat_model
 from rag.retrieval import HybridRetriever, SearchMode
 from rag.schemas import (
@@ -37,6 +37,7 @@ from rag.schemas import (
     Fact,
     Filters,
     IngestSummary,
+    KBInfo,
     PassagesEvent,
     Readiness,
     SearchHit,
@@ -64,8 +65,11 @@ def _turns(history: HistoryArg) -> list[Turn]:
     return [t if isinstance(t, Turn) else Turn.model_validate(t) for t in history or ()]
 
 
+KBsArg = Sequence[str] | None
+
+
 class RAGService:
-    """Owns the embedder, the store, the retriever and the chat models of one index."""
+    """Owns the embedder, the knowledge bases (each an index) and the chat models."""
 
     def __init__(
         self,
@@ -77,11 +81,10 @@ class RAGService:
     ) -> None:
         self.settings = settings or Settings()
         self._embedder = embedder
-        self._store = store
         self._models: dict[str, BaseChatModel | None] = dict(chat_models or {})
         self._models_lock = threading.Lock()
         self._parts_lock = threading.Lock()
-        self._catalog: tuple[int, list[DocumentInfo]] | None = None
+        self.kbs = KnowledgeBases(self.settings, lambda: self.embedder, store)
 
     # -- parts -----------------------------------------------------------------------------------
 
@@ -93,29 +96,26 @@ class RAGService:
                     self._embedder = Embedder(self.settings.embedding, self.settings.models_dir)
         return self._embedder
 
+    def kb(self, name: str | None = None) -> KnowledgeBase:
+        """A knowledge base (default: the default one); ``NotFound`` if there is none."""
+        return self.kbs.get(name)
+
+    # The default KB's parts, as before knowledge bases (benchmarks and tests read them).
     @property
     def store(self) -> ChromaStore:
-        if self._store is None:
-            embedder = self.embedder
-            with self._parts_lock:
-                if self._store is None:
-                    self._store = ChromaStore(self.settings, embedder)
-        return self._store
+        return self.kb().store
 
-    @cached_property
+    @property
     def ingestor(self) -> Ingestor:
-        return Ingestor(
-            self.store, self.embedder, self.settings.chunking, self.settings.ingest_group_chunks
-        )
+        return self.kb().ingestor
 
-    @cached_property
+    @property
     def retriever(self) -> HybridRetriever:
-        return HybridRetriever.from_service_parts(
-            store=self.store,
-            embedder=self.embedder,
-            index_dir=self.settings.data_dir / "lexical" / self.settings.collection,
-            top_k=self.settings.answer.top_k,
-        )
+        return self.kb().retriever
+
+    @property
+    def chain(self) -> AnswerChain:
+        return self.kb().chain
 
     def warm_up(self) -> None:
         """Load the embedder and open the index now rather than on the first request
@@ -128,28 +128,54 @@ class RAGService:
         """Whether the index and the embedder answer (raises what is down)."""
         return Readiness(chunks=self.store.count_chunks(), embedding_dim=self.embedder.dimension)
 
+    # -- knowledge bases -------------------------------------------------------------------------
+
+    @property
+    def default_kb(self) -> str:
+        return self.kbs.default
+
+    def list_kbs(self, keep: Callable[[str], bool] | None = None) -> list[KBInfo]:
+        """Every KB (or those ``keep`` keeps), the default first, with its counts."""
+        return self.kbs.infos(keep)
+
+    def create_kb(self, name: str) -> KBInfo:
+        """A new, empty KB (``Conflict`` if one of that name exists, ``BadInput`` for a name
+        that breaks the rules: ``rag.kbs.NAME_RULE``)."""
+        return self.kbs.create(name)
+
+    def delete_kb(self, name: str) -> None:
+        self.kbs.delete(name)
+
     # -- documents -------------------------------------------------------------------------------
 
     def ingest(
-        self, paths: Sequence[Path], prune: bool = False, progress: Progress | None = None
+        self,
+        paths: Sequence[Path],
+        prune: bool = False,
+        progress: Progress | None = None,
+        kb: str | None = None,
     ) -> IngestSummary:
-        return self.ingestor.ingest_paths(paths, prune=prune, progress=progress)
+        return self.kb(kb).ingestor.ingest_paths(paths, prune=prune, progress=progress)
 
     def ingest_bytes(
-        self, files: Iterable[tuple[str, bytes]], progress: Progress | None = None
+        self,
+        files: Iterable[tuple[str, bytes]],
+        progress: Progress | None = None,
+        kb: str | None = None,
     ) -> IngestSummary:
-        return self.ingestor.ingest_bytes(files, progress=progress)
+        return self.kb(kb).ingestor.ingest_bytes(files, progress=progress)
 
-    def delete_document(self, doc_id: str) -> bool:
-        return self.store.delete_document(doc_id)
+    def delete_document(self, doc_id: str, kb: str | None = None) -> bool:
+        return self.kb(kb).store.delete_document(doc_id)
 
-    def documents(self) -> list[DocumentInfo]:
-        return sorted(self.store.committed().values(), key=lambda d: d.source)
+    def documents(self, kb: str | None = None) -> list[DocumentInfo]:
+        return self.kb(kb).documents()
 
-    def document(self, doc_id: str) -> DocumentText:
+    def document(self, doc_id: str, kb: str | None = None) -> DocumentText:
         """A committed document with its full original text (``NotFound`` if there is none)."""
-        info = self.store.committed_document(doc_id)
-        text = self.store.document_text(doc_id) if info is not None else None
+        store = self.kb(kb).store
+        info = store.committed_document(doc_id)
+        text = store.document_text(doc_id) if info is not None else None
         if info is None or text is None:
             raise NotFound(f"no document with doc_id '{doc_id}'")
         return DocumentText(**info.model_dump(), text=text)
@@ -162,8 +188,12 @@ class RAGService:
         top_k: int | None = None,
         mode: SearchMode = "hybrid",
         filters: FiltersArg = None,
+        kbs: KBsArg = None,
     ) -> list[SearchHit]:
-        return self.retriever.search(
+        """The best passages of the KBs named (default: the default KB), each hit naming its KB."""
+        selected = self.kbs.select(kbs)
+        retriever = selected if isinstance(selected, Spanning) else selected.retriever
+        return retriever.search(
             query, top_k=top_k or self.settings.answer.top_k, mode=mode, filters=_filters(filters)
         )
 
@@ -181,33 +211,13 @@ class RAGService:
 
     # -- answers ---------------------------------------------------------------------------------
 
-    @cached_property
-    def fact_table(self) -> FactTable:
-        return FactTable()
+    def facts(self, kb: str | None = None) -> list[Fact]:
+        """Every indicator fact of a KB's committed documents (reloaded when the index moves)."""
+        return self.kb(kb).facts()
 
-    def facts(self) -> list[Fact]:
-        """Every indicator fact of the committed documents (reloaded when the index moves)."""
-        return self.fact_table.get(
-            self.store.version, lambda: facts_from_chunks(self.store.iter_chunks())
-        )
-
-    @cached_property
-    def chain(self) -> AnswerChain:
-        return AnswerChain(
-            self.retriever,
-            self.settings.answer,
-            self.settings.llm.timeout_s,
-            facts=self.facts,
-            catalog=self.catalog,
-        )
-
-    def catalog(self) -> list[DocumentInfo]:
-        """The committed documents, read again only when the index moves (the answer chain
-        scopes a question to a year's or a place's documents with it)."""
-        version = self.store.version
-        if self._catalog is None or self._catalog[0] != version:
-            self._catalog = (version, self.documents())
-        return self._catalog[1]
+    def catalog(self, kb: str | None = None) -> list[DocumentInfo]:
+        """A KB's committed documents, read again only when the index moves."""
+        return self.kb(kb).catalog()
 
     @property
     def default_backend(self) -> LLMBackend:
@@ -239,15 +249,22 @@ class RAGService:
         top_k: int | None = None,
         filters: FiltersArg = None,
         history: HistoryArg = None,
+        kbs: KBsArg = None,
     ) -> Iterator[ChatEvent]:
         """Events: passages (with the standalone question answered), token…, citations, facts
         (comparison answers), done. ``history``: the earlier turns, oldest first; a follow-up is
-        answered as the standalone question they make of it (``rag.conversation``)."""
+        answered as the standalone question they make of it (``rag.conversation``). ``kbs``:
+        the knowledge bases asked (default: the default KB); each passage and citation names
+        its KB."""
         model = self.chat_model(backend or self.default_backend)  # raises now, not mid-stream
-        return self._answer_events(question, model, top_k, _filters(filters), _turns(history))
+        chain = self.kbs.select(kbs).chain  # an unknown KB raises now too
+        return self._answer_events(
+            chain, question, model, top_k, _filters(filters), _turns(history)
+        )
 
     def _answer_events(
         self,
+        chain: AnswerChain,
         question: str,
         model: BaseChatModel | None,
         top_k: int | None,
@@ -259,9 +276,9 @@ class RAGService:
         timings = {"resolve_ms": ms_since(t0)}
         standalone = resolved.standalone
         if resolved.followup and model is not None and self.settings.conversation.model_rewrite:
-            standalone = self.chain.rewrite_followup(resolved, history, model) or standalone
+            standalone = chain.rewrite_followup(resolved, history, model) or standalone
             timings["rewrite_ms"] = ms_since(t0) - timings["resolve_ms"]
-        for e in self.chain.stream(standalone, model, top_k, filters):
+        for e in chain.stream(standalone, model, top_k, filters):
             if isinstance(e, PassagesEvent):
                 e = e.model_copy(update={"standalone_question": standalone})
             elif isinstance(e, DoneEvent):
@@ -275,7 +292,8 @@ class RAGService:
         top_k: int | None = None,
         filters: FiltersArg = None,
         history: HistoryArg = None,
+        kbs: KBsArg = None,
     ) -> Answer:
         backend = backend or self.default_backend
-        events = self.stream_answer(question, backend, top_k, filters, history)
+        events = self.stream_answer(question, backend, top_k, filters, history, kbs)
         return Answer.from_events(events, backend)

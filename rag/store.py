@@ -14,6 +14,7 @@ which derived indexes (BM25) use to know when they are stale.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import numpy as np
 
 from rag.config import Settings
 from rag.errors import EmbeddingMismatchError as EmbeddingMismatchError  # re-exported
+from rag.errors import NotFound
 from rag.errors import StoreError as StoreError
 from rag.errors import StoreUnavailable as StoreUnavailable
 from rag.schemas import Chunk, Document, DocumentInfo, Filters
@@ -110,19 +112,31 @@ def make_client(settings: Settings) -> Any:
 
 
 class ChromaStore:
-    def __init__(self, settings: Settings, embedder: EmbedderIdentity) -> None:
-        """Open (or create) the index; ``embedder.dimension`` is read only to create it.
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: EmbedderIdentity,
+        *,
+        client: Any = None,
+        create: bool = True,
+    ) -> None:
+        """Open (or, with ``create``, create) the index ``settings.collection``;
+        ``embedder.dimension`` is read only to create it. ``client``: an open Chroma client to
+        share (default: a new one from the settings). Without ``create``, an index that does not
+        exist is ``NotFound``.
 
         The create is Chroma's get-or-create, one atomic call: replicas that start together
         against a fresh server all get the one collection (the metadata given is used only by
         the call that creates it; the model check below reads what is stored)."""
         from chromadb.errors import NotFoundError
 
-        self.client = make_client(settings)
+        self.client = client if client is not None else make_client(settings)
         self.name = settings.collection
         try:
             self.chunks = self.client.get_collection(self.name, embedding_function=None)
         except NotFoundError:
+            if not create:
+                raise NotFound(f"no collection '{self.name}'") from None
             self.chunks = self.client.get_or_create_collection(
                 self.name,
                 configuration={"hnsw": {"space": "cosine"}},
@@ -147,6 +161,28 @@ class ChromaStore:
                 f"settings ask for '{embedder.name}'; use that model, another RAG_COLLECTION, "
                 "or another RAG_DATA_DIR"
             )
+
+    # -- the collections -------------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        """Whether the collection opened is still there (not deleted, nor deleted and created
+        again under the same name, by this process or another sharing the Chroma server)."""
+        from chromadb.errors import NotFoundError
+
+        try:
+            return bool(
+                self.client.get_collection(self.name, embedding_function=None).id == self.chunks.id
+            )
+        except NotFoundError:
+            return False
+
+    def drop(self) -> None:
+        """Delete both collections: the index and everything in it."""
+        from chromadb.errors import NotFoundError
+
+        for name in (f"{self.name}.docs", self.name):  # the manifest first: nothing is committed
+            with contextlib.suppress(NotFoundError):
+                self.client.delete_collection(name)
 
     # -- version ---------------------------------------------------------------------------------
 

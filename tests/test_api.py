@@ -22,7 +22,7 @@ from api.client import (
 from rag.config import LLMBackend
 from rag.errors import StoreUnavailable
 from rag.schemas import ChatEvent, CitationsEvent, ErrorEvent, PassagesEvent
-from rag.service import FiltersArg, HistoryArg, RAGService
+from rag.service import FiltersArg, HistoryArg, KBsArg, RAGService
 
 from .conftest import serve, service_copy
 
@@ -197,6 +197,7 @@ class FailingService(RAGService):
         top_k: int | None = None,
         filters: FiltersArg = None,
         history: HistoryArg = None,
+        kbs: KBsArg = None,
     ) -> Iterator[ChatEvent]:
         def fail() -> Iterator[ChatEvent]:
             yield from ()

@@ -51,6 +51,56 @@ def test_ingest_search_docs_roundtrip(data_dir: Path, seeds_dir: Path) -> None:
     assert len(docs) == 5 and all(d["chunks"] > 0 for d in docs)
 
 
+def test_kb_commands_and_kb_options(data_dir: Path, tmp_path: Path) -> None:
+    doc = tmp_path / "qinghe.txt"
+    doc.write_text("青禾市2031年信访总量同比下降了37.5%。", encoding="utf-8")
+    missing = runner.invoke(cli.app, ["ingest", "--kb", "team", str(doc)])
+    assert missing.exit_code == 1 and "no knowledge base 'team'" in missing.output
+    assert "rag kb create team" in missing.output
+
+    assert runner.invoke(cli.app, ["kb", "create", "team"]).exit_code == 0
+    again = runner.invoke(cli.app, ["kb", "create", "team"])
+    assert again.exit_code == 1 and "exists already" in again.output
+    bad = runner.invoke(cli.app, ["kb", "create", "a/b"])
+    assert bad.exit_code == 1 and "not valid" in bad.output
+    assert runner.invoke(cli.app, ["ingest", "--kb", "team", str(doc)]).exit_code == 0
+
+    kbs = json.loads(runner.invoke(cli.app, ["kb", "list", "--json"]).output)["kbs"]
+    assert kbs == [
+        {"name": "documents", "documents": 0, "chunks": 0},
+        {"name": "team", "documents": 1, "chunks": 1},
+    ]
+    docs = json.loads(runner.invoke(cli.app, ["docs", "--kb", "team", "--json"]).output)
+    assert [d["doc_id"] for d in docs["documents"]] == ["qinghe"]
+    hits = json.loads(
+        runner.invoke(cli.app, ["search", "青禾市信访", "--kb", "team", "--json"]).output
+    )["hits"]
+    assert hits[0]["kb"] == "team"
+    asked = runner.invoke(
+        cli.app,
+        [
+            "query",
+            "青禾市信访总量下降了多少?",
+            "--kb",
+            "team",
+            "--kb",
+            "documents",
+            "--backend",
+            "extractive",
+            "--json",
+        ],
+    )
+    assert asked.exit_code == 0, asked.output
+    assert json.loads(asked.output)["citations"][0]["kb"] == "team"
+
+    assert runner.invoke(cli.app, ["kb", "delete", "team"], input="n\n").exit_code == 1
+    assert runner.invoke(cli.app, ["kb", "delete", "team", "--yes"]).exit_code == 0
+    listed = json.loads(runner.invoke(cli.app, ["kb", "list", "--json"]).output)["kbs"]
+    assert [k["name"] for k in listed] == ["documents"]
+    default = runner.invoke(cli.app, ["kb", "delete", "documents", "--yes"])
+    assert default.exit_code == 1 and "cannot be deleted" in default.output
+
+
 def test_failures_are_one_line_per_file_and_exit_nonzero(data_dir: Path, tmp_path: Path) -> None:
     good = tmp_path / "good.txt"
     good.write_text("庚市2018年新增就业1000人。", encoding="utf-8")

@@ -13,7 +13,7 @@ from api.app import create_app
 from api.limits import RateLimiter
 from rag.config import LLMBackend
 from rag.schemas import ChatEvent
-from rag.service import FiltersArg, HistoryArg, RAGService
+from rag.service import FiltersArg, HistoryArg, KBsArg, RAGService
 
 from .conftest import serve, service_copy
 
@@ -64,8 +64,9 @@ class GatedService(RAGService):
         top_k: int | None = None,
         filters: FiltersArg = None,
         history: HistoryArg = None,
+        kbs: KBsArg = None,
     ) -> Iterator[ChatEvent]:
-        events = super().stream_answer(question, backend, top_k, filters, history)
+        events = super().stream_answer(question, backend, top_k, filters, history, kbs)
         self.entered.set()
         assert self.gate.wait(60)
         return events

@@ -220,6 +220,55 @@ def test_replicas_share_one_chroma_server(replicas: tuple[Replica, Replica]) -> 
         assert cb.get(f"/v1/documents/{DOC_ID}").status_code == 404
 
 
+def _kb_hits(client: httpx.Client, kb: str, mode: str) -> httpx.Response:
+    return client.post(
+        "/v1/search", json={"query": "青禾市信访总量", "top_k": 5, "mode": mode, "kbs": [kb]}
+    )
+
+
+def test_kbs_across_replicas_deletes_are_immediate(replicas: tuple[Replica, Replica]) -> None:
+    """A KB made, filled, emptied and deleted through one replica is seen so at once by the
+    other, on the lexical and the dense side, and in answers."""
+    a, b = replicas
+    with _client(a) as ca, _client(b) as cb:
+        assert ca.post("/v1/kbs", json={"name": "team"}).status_code == 201
+        assert "team" in [k["name"] for k in cb.get("/v1/kbs").json()["kbs"]]
+        for mode in ("bm25", "dense"):  # B's indexes of the empty KB, built before the upload
+            assert _kb_hits(cb, "team", mode).json()["hits"] == []
+        up = ca.post(
+            "/v1/kbs/team/documents",
+            files={"file": (DOC_NAME, DOC_TEXT.encode(), "text/plain")},
+        )
+        assert up.status_code == 200, up.text
+        for mode in ("bm25", "dense"):
+            hits = _kb_hits(cb, "team", mode).json()["hits"]
+            assert hits and hits[0]["doc_id"] == DOC_ID and hits[0]["kb"] == "team", hits
+        asked = cb.post("/v1/chat", json={"question": QUESTION, "kbs": ["team"]}).json()
+        assert "37.5%" in asked["answer"] and asked["citations"][0]["kb"] == "team", asked
+        assert DOC_ID not in _search_doc_ids(cb, "青禾市信访总量")  # not in the default KB
+
+        assert ca.delete(f"/v1/kbs/team/documents/{DOC_ID}").status_code == 200
+        for mode in ("bm25", "dense", "hybrid"):
+            assert _kb_hits(cb, "team", mode).json()["hits"] == [], mode
+        asked = cb.post("/v1/chat", json={"question": QUESTION, "kbs": ["team"]}).json()
+        assert asked["refused"] and not asked["citations"], asked
+
+        ca.post(
+            "/v1/kbs/team/documents",
+            files={"file": (DOC_NAME, DOC_TEXT.encode(), "text/plain")},
+        ).raise_for_status()
+        assert _kb_hits(cb, "team", "bm25").json()["hits"]
+        assert ca.delete("/v1/kbs/team").status_code == 200
+        gone = _kb_hits(cb, "team", "bm25")
+        assert gone.status_code == 404 and "team" in gone.json()["error"]["message"], gone.text
+        chat = cb.post("/v1/chat", json={"question": QUESTION, "kbs": ["team"], "stream": True})
+        assert chat.status_code == 404, chat.text
+        assert ca.post("/v1/kbs", json={"name": "team"}).status_code == 201  # made again: empty
+        for mode in ("bm25", "dense"):
+            assert _kb_hits(cb, "team", mode).json()["hits"] == [], mode
+        ca.delete("/v1/kbs/team").raise_for_status()
+
+
 def _assert_unavailable(r: httpx.Response) -> None:
     assert r.status_code == 503, r.text
     body = r.json()

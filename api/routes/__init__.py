@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from api.deps import require_key
+from api.auth import authenticate
 from api.limits import rate_limit
-from api.routes import chat, documents, embeddings, openai, search
+from api.routes import chat, documents, embeddings, kbs, openai, search
 
 # The key first: a request with a bad key is refused without counting against a valid one.
-KEYED = (Depends(require_key), Depends(rate_limit))
+KEYED = (Depends(authenticate), Depends(rate_limit))
 
 
 def v1_router() -> APIRouter:
     v1 = APIRouter(dependencies=KEYED)
-    for module in (chat, openai, embeddings, search, documents):
+    for module in (chat, openai, embeddings, search, documents, kbs):
         v1.include_router(module.router)
     return v1

@@ -10,7 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AppSettings, Service, check_history, check_question, load_backend
+from api.auth import Caller
+from api.deps import (
+    MAX_KBS,
+    AppSettings,
+    Service,
+    asked_kbs,
+    check_history,
+    check_question,
+    load_backend,
+)
 from api.observability import AppMetrics
 from api.streaming import SSE, iterate_closing, sse_error, sse_event
 from rag.config import LLMBackend
@@ -34,18 +43,27 @@ class ChatRequest(BaseModel):
         description="earlier turns, oldest first: a follow-up ('农村呢?') is answered as the "
         "standalone question they make of it (returned as standalone_question)",
     )
+    kbs: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_KBS,
+        description="the knowledge bases asked (default: the default KB); each hit and "
+        "citation names its KB",
+    )
 
 
 @router.post("/v1/chat", response_model=Answer)
 async def chat(
     req: ChatRequest,
     request: Request,
+    caller: Caller,
     service: Service,
     settings: AppSettings,
     metrics: AppMetrics,
 ) -> Any:
     check_question(req.question, settings)
     check_history(req.history, settings)
+    kbs = await asked_kbs(req.kbs, service, caller)
     backend = req.backend or service.default_backend
     await load_backend(service, backend)
     wants_sse = req.stream or "text/event-stream" in request.headers.get("accept", "")
@@ -53,7 +71,7 @@ async def chat(
 
         def answer() -> Answer:
             events = service.stream_answer(
-                req.question, backend, req.top_k, req.filters, req.history
+                req.question, backend, req.top_k, req.filters, req.history, kbs
             )
             return Answer.from_events(metrics.observe(events, backend), backend)
 
@@ -69,6 +87,7 @@ async def chat(
                 req.top_k,
                 req.filters,
                 req.history,
+                kbs,
             )
             async for e in iterate_closing(metrics.observe(stream, backend)):
                 yield sse_event(e)

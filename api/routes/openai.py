@@ -2,7 +2,8 @@
 
 The last user message is the question; the user and assistant messages before it are the
 conversation, so a follow-up ("农村呢?") is answered as the standalone question they make of it
-(system and tool messages are ignored: answers come from the documents). ``model`` picks the backend when it names one (local, openai,
+(system and tool messages are ignored: answers come from the documents). ``kbs``, an extra body
+field (the OpenAI client's ``extra_body``), names the knowledge bases asked, as on ``/v1/chat``. ``model`` picks the backend when it names one (local, openai,
 extractive); any other name gets the default backend. Sampling options (``temperature``,
 ``max_tokens`` …) are accepted and ignored: decoding is greedy and capped by the settings. Unlike
 ``/v1/chat``, which refuses unknown fields, this route accepts and ignores fields it does not
@@ -26,7 +27,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AppSettings, Service, check_history, check_question, load_backend
+from api.auth import Caller
+from api.deps import (
+    MAX_KBS,
+    AppSettings,
+    Service,
+    asked_kbs,
+    check_history,
+    check_question,
+    load_backend,
+)
 from api.errors import APIError
 from api.observability import AppMetrics
 from api.streaming import SSE, iterate_closing, openai_error
@@ -83,6 +93,14 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = None
     top_p: float | None = None
     stop: str | list[str] | None = None
+    # Ours, not OpenAI's (the OpenAI client's ``extra_body``):
+    kbs: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_KBS,
+        description="the knowledge bases asked (default: the default KB); each hit and "
+        "citation names its KB",
+    )
 
 
 class AssistantMessage(BaseModel):
@@ -142,11 +160,13 @@ def _usage(prompt: float | None, completion: int) -> Usage:
 async def chat_completions(
     req: ChatCompletionRequest,
     request: Request,
+    caller: Caller,
     service: Service,
     settings: AppSettings,
     metrics: AppMetrics,
 ) -> Any:
     question, history = _conversation(req, settings)
+    kbs = await asked_kbs(req.kbs, service, caller)
     backend = _BACKENDS.get(req.model, service.default_backend)
     await load_backend(service, backend)
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
@@ -154,7 +174,9 @@ async def chat_completions(
 
         def answer() -> tuple[Answer, int]:
             events = list(
-                metrics.observe(service.stream_answer(question, backend, history=history), backend)
+                metrics.observe(
+                    service.stream_answer(question, backend, history=history, kbs=kbs), backend
+                )
             )
             tokens = sum(isinstance(e, TokenEvent) for e in events)
             return Answer.from_events(events, backend), tokens
@@ -192,7 +214,7 @@ async def chat_completions(
         final: CitationsEvent | None = None
         try:
             stream = await run_in_threadpool(
-                lambda: service.stream_answer(question, backend, history=history)
+                lambda: service.stream_answer(question, backend, history=history, kbs=kbs)
             )
             async for e in iterate_closing(metrics.observe(stream, backend)):
                 if isinstance(e, PassagesEvent):

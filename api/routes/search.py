@@ -6,7 +6,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AppSettings, Service, check_question
+from api.auth import Caller
+from api.deps import MAX_KBS, AppSettings, Service, asked_kbs, check_question
 from rag.retrieval import SearchMode
 from rag.schemas import Filters, SearchResponse
 
@@ -24,10 +25,20 @@ class SearchRequest(BaseModel):
     top_k: int | None = Field(None, ge=1, le=100, description="default: the server's answer.top_k")
     mode: SearchMode = "hybrid"
     filters: Filters | None = None
+    kbs: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_KBS,
+        description="the knowledge bases asked (default: the default KB); each hit and "
+        "citation names its KB",
+    )
 
 
 @router.post("/v1/search", response_model=SearchResponse)
-async def search(req: SearchRequest, service: Service, settings: AppSettings) -> SearchResponse:
+async def search(
+    req: SearchRequest, caller: Caller, service: Service, settings: AppSettings
+) -> SearchResponse:
     check_question(req.query, settings, "query")
-    hits = await run_in_threadpool(service.search, req.query, req.top_k, req.mode, req.filters)
+    kbs = await asked_kbs(req.kbs, service, caller)
+    hits = await run_in_threadpool(service.search, req.query, req.top_k, req.mode, req.filters, kbs)
     return SearchResponse(hits=hits)

@@ -35,8 +35,9 @@ def dump_facts(facts: list[Fact]) -> str:
     )
 
 
-def facts_from_chunks(chunks: Iterable[ChunkRecord]) -> Iterator[Fact]:
-    """The facts stored in chunks' metadata, completed from it (document, quote)."""
+def facts_from_chunks(chunks: Iterable[ChunkRecord], kb: str | None = None) -> Iterator[Fact]:
+    """The facts stored in chunks' metadata, completed from it (document, quote) and the
+    knowledge base ``kb`` they are in."""
     for c in chunks:
         raw = c.metadata.get("facts")
         if not raw:
@@ -51,6 +52,7 @@ def facts_from_chunks(chunks: Iterable[ChunkRecord]) -> Iterator[Fact]:
                 title=str(m.get("title", "")),
                 region=m.get("region"),
                 year=m.get("year"),
+                kb=kb,
                 quote=c.text[d["start"] - offset : d["end"] - offset],
             )
 
