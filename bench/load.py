@@ -4,6 +4,7 @@
                          [--requests 100] [--timeout 120]
     python bench/load.py --serve --soak 600 [--concurrency 8] [--sample-every 5]
     python bench/load.py --url http://127.0.0.1:8000 [--api-key KEY] [--pid PID] ...
+    python bench/load.py --serve --kbs 20 [--max-open 4] [--concurrency 8]
 
 For each concurrency N, N clients (one httpx AsyncClient, N connections) send `POST /v1/chat`
 back to back, cycling through the seed dev questions, until `--requests` have been sent or
@@ -30,6 +31,12 @@ cap; new requests stop at the end and those running finish. Meanwhile the server
 is sampled every `--sample-every` seconds (psutil if installed, else `/proc/PID/status` VmRSS;
 the child's pid with `--serve`, `--pid` with `--url`): before the load (after warm-up), after,
 the max and the slope (MiB per minute, least squares, over all samples and over the second half).
+
+`--kbs N` (with `--serve`): N knowledge bases (`load-01` …), each holding the seeds, and every
+level run twice in one server: first every request asking `load-01` alone, then request i
+asking KB i mod N, so the cost of many KBs (opened, released past `--max-open`, i.e.
+`RAG_KB__MAX_OPEN`, and opened again) is side by side with one; the server's RSS is read after
+each run.
 
 `--serve` indexes the seeds (as `rag eval` does) and starts the app under uvicorn in a child
 process on a free loopback port, one worker. Results go to `bench/results/load-*.json`.
@@ -95,9 +102,29 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def kb_names(n: int) -> list[str]:
+    return [f"load-{i:02d}" for i in range(1, n + 1)]
+
+
+def make_kbs(n: int) -> None:
+    """N knowledge bases of the seeds in the seeds' eval index (kept: a rerun changes nothing)."""
+    from rag.errors import NotFound
+    from rag.service import RAGService
+
+    service = RAGService(eval_settings("seeds"))
+    for name in kb_names(n):
+        try:
+            service.kb(name)
+        except NotFound:
+            service.create_kb(name)
+        summary = service.ingest([ROOT / "seeds"], kb=name)
+        console.print(f"[dim]{name}: {summary.count('added')} added[/dim]")
+
+
 @contextmanager
-def serve(backend: str, log: Path) -> Iterator[Served]:
-    """Index the seeds, then run the app in a child process; yields its URL and pid."""
+def serve(backend: str, log: Path, kbs: int = 0, max_open: int | None = None) -> Iterator[Served]:
+    """Index the seeds (and ``kbs`` KBs of them), then run the app in a child process; yields
+    its URL and pid."""
     settings = eval_settings("seeds")
     env = os.environ | {
         "RAG_DATA_DIR": str(settings.data_dir.resolve()),
@@ -105,8 +132,12 @@ def serve(backend: str, log: Path) -> Iterator[Served]:
         "RAG_LLM__BACKEND": backend,
         "RAG_API_KEYS": "",
     }
+    if max_open is not None:
+        env["RAG_KB__MAX_OPEN"] = str(max_open)
     cli = [sys.executable, "-c", "from rag.cli import app; app()"]
     subprocess.run([*cli, "ingest", str(ROOT / "seeds")], env=env, cwd=ROOT, check=True)
+    if kbs:
+        make_kbs(kbs)
     port = _free_port()
     with log.open("w") as out:
         server = [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_factory"]
@@ -222,19 +253,24 @@ async def run_level(
     timeout: float,
     request_timeout: float,
     drain: bool = False,
+    kbs: list[str] | None = None,
 ) -> tuple[list[Result], float]:
     """N clients back to back until ``total`` requests or ``timeout`` seconds. With ``drain``,
     no request starts past ``timeout`` and the running ones finish (a soak); without, they are
-    cut. Returns the results and the wall time."""
+    cut. With ``kbs``, request i asks the KB i mod len(kbs). Returns the results and the wall
+    time."""
     results: list[Result] = []
     numbers = itertools.count()
     t0 = time.perf_counter()
 
-    async def one(client: httpx.AsyncClient, question: str) -> None:
+    async def one(client: httpx.AsyncClient, question: str, kb: str | None) -> None:
         t = time.perf_counter()
         kind, fallback, timings = "ok", False, {}
+        body: dict[str, Any] = {"question": question, "backend": backend}
+        if kb is not None:
+            body["kbs"] = [kb]
         try:
-            r = await client.post("/v1/chat", json={"question": question, "backend": backend})
+            r = await client.post("/v1/chat", json=body)
             if r.status_code == 429:
                 kind = "429"
             elif r.status_code >= 500:
@@ -263,7 +299,7 @@ async def run_level(
                 return
             if drain and time.perf_counter() - t0 >= timeout:
                 return
-            await one(client, questions[i % len(questions)])
+            await one(client, questions[i % len(questions)], kbs[i % len(kbs)] if kbs else None)
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(
@@ -358,8 +394,16 @@ def main() -> None:
     ap.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request")
     ap.add_argument("--soak", type=float, metavar="SECONDS", help="steady load this long")
     ap.add_argument("--sample-every", type=float, default=5.0, help="soak: RSS sample period")
+    ap.add_argument(
+        "--kbs", type=int, default=0, metavar="N", help="with --serve: N KBs, one vs all N"
+    )
+    ap.add_argument(
+        "--max-open", type=int, help="with --kbs: RAG_KB__MAX_OPEN of the server (default 8)"
+    )
     ap.add_argument("--json-out", type=Path, default=default_json("load"))
     args = ap.parse_args()
+    if args.kbs and not args.serve:
+        ap.error("--kbs needs --serve (it makes the KBs)")
     levels = [int(n) for n in (args.concurrency or ("8" if args.soak else "1,8,32")).split(",")]
     questions = [s.question for s in load_dataset("seeds").samples]
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
@@ -368,7 +412,7 @@ def main() -> None:
     @contextmanager
     def target() -> Iterator[Served]:
         if args.serve:
-            with serve(args.backend, log) as served:
+            with serve(args.backend, log, args.kbs, args.max_open) as served:
                 yield served
         else:
             yield Served(args.url, args.pid)
@@ -403,9 +447,13 @@ def main() -> None:
             )
             results.append(soaked)
         else:
-            for n in levels:
+            names = kb_names(args.kbs)
+            spreads = [names[:1], names] if args.kbs else [None]
+            for n, kbs in itertools.product(levels, spreads):
                 console.print(
-                    f"[dim]N={n}: up to {args.requests} requests, {args.timeout:.0f} s[/dim]"
+                    f"[dim]N={n}: up to {args.requests} requests, {args.timeout:.0f} s"
+                    + (f", {len(kbs)} KB(s)" if kbs else "")
+                    + "[/dim]"
                 )
                 level, wall = asyncio.run(
                     run_level(
@@ -417,15 +465,20 @@ def main() -> None:
                         args.requests,
                         args.timeout,
                         args.request_timeout,
+                        kbs=kbs,
                     )
                 )
-                results.append(summarize(level, n, wall, args.backend == "local"))
+                summary = summarize(level, n, wall, args.backend == "local")
+                summary["kbs"] = len(kbs) if kbs else None
+                summary["rss_after_mib"] = rss_mib(served.pid) if served.pid else None
+                results.append(summary)
 
     def ms(value: float | None) -> str:
         return "—" if value is None else f"{value:.0f}"
 
     table = Table(
         "N",
+        "KBs",
         "sent",
         "ok",
         "req/s",
@@ -438,6 +491,7 @@ def main() -> None:
         "wait p50",
         "wait p95",
         "wait max",
+        "RSS MiB",
         title=f"POST /v1/chat, backend {args.backend}"
         + (f", soak {args.soak:.0f} s" if args.soak else "")
         + (" (served here)" if args.serve else ""),
@@ -445,8 +499,10 @@ def main() -> None:
     for r in results:
         lat, wait = r["latency_ms"], r["queue_wait_ms"]
         detail = ", ".join(f"{k} {v}" for k, v in r["errors"].items() if v)
+        rss = r.get("rss_after_mib")
         table.add_row(
             str(r["concurrency"]),
+            str(r.get("kbs") or "—"),
             str(r["sent"]),
             str(r["ok"]),
             f"{r['throughput_rps']:.2f}",
@@ -459,6 +515,7 @@ def main() -> None:
             ms(wait["p50"]),
             ms(wait["p95"]),
             ms(wait["max"]),
+            "—" if rss is None else f"{rss:.0f}",
         )
     console.print(table)
     if soaked is not None:
@@ -485,6 +542,8 @@ def main() -> None:
             "timeout_s": args.timeout,
             "request_timeout_s": args.request_timeout,
             "soak_s": args.soak,
+            "kbs": args.kbs,
+            "kb_max_open": args.max_open,
             "levels": results,
         },
     )

@@ -194,19 +194,25 @@ class KnowledgeBases:
 
     def get(self, name: str | None = None) -> KnowledgeBase:
         """The KB ``name`` (default: the default KB), opened if need be; ``NotFound`` if there
-        is none of that name (a malformed name cannot exist: the same ``NotFound``)."""
+        is none of that name (a malformed name cannot exist: the same ``NotFound``). The check
+        that it is still there and the opening run outside the lock: requests for KBs that are
+        open do not wait on each other's Chroma calls."""
         name = name or self.default
         if name != self.default and not KB_NAME.fullmatch(name):
             raise no_such_kb(name)
         with self._lock:
             self._release_idle()
             kb = self._open.get(name)
-            # Another replica may have deleted it (or deleted it and made a new one).
-            if kb is not None and name != self.default and not kb.store.alive():
-                del self._open[name]
-                kb = None
-            if kb is None:
-                kb = self._open[name] = self._open_kb(name, create=False)
+        # Another replica may have deleted it (or deleted it and made a new one).
+        if kb is not None and name != self.default and not kb.store.alive():
+            kb = None
+        if kb is None:
+            kb = self._open_kb(name, create=False)
+        with self._lock:
+            current = self._open.get(name)
+            if current is not None and current.store.chunks.id == kb.store.chunks.id:
+                kb = current  # opened by another request meanwhile: keep one copy
+            self._open[name] = kb
             self._open.move_to_end(name)
             kb.used = time.monotonic()
             self._release_beyond(self.settings.kb.max_open)
