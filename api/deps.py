@@ -29,9 +29,7 @@ def get_settings(request: Request) -> Settings:
 MAX_KBS = 16
 
 
-async def asked_kbs(
-    kbs: Sequence[str] | None, service: RAGService, caller: Principal
-) -> list[str]:
+async def asked_kbs(kbs: Sequence[str] | None, service: RAGService, caller: Principal) -> list[str]:
     """The knowledge bases a search or chat asks of (default: the default KB), each one the
     caller may read (else the 404 of a KB that does not exist) and one that exists: checked
     before a stream starts, so that it is an error response, not an error event."""
