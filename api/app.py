@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None, service: RAGService | None = No
         except Unavailable as exc:
             logging.getLogger("rag.api").warning("starting without the index: %s", exc)
         app.state.service = svc
+        app.state.metrics.watch_kbs(svc.kbs)
         yield
 
     app = FastAPI(

@@ -7,7 +7,8 @@
 - ``Metrics`` holds the app's own ``CollectorRegistry`` (several apps in one process do not
   clash): requests by route template, method, status and the API key's name (never the key);
   request latency; per-stage answer
-  latency from the answer timings; prompt and generated tokens; answers by outcome.
+  latency from the answer timings; prompt and generated tokens; answers by outcome; the
+  knowledge bases held open and opened.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rag.kbs import KnowledgeBases
 from rag.schemas import ChatEvent, CitationsEvent, DoneEvent, TokenEvent
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -104,6 +108,10 @@ class Metrics:
             registry=r,
         )
 
+    def watch_kbs(self, kbs: KnowledgeBases) -> None:
+        """Export the knowledge bases held open and how often one was opened."""
+        self.registry.register(_KBCollector(kbs))
+
     def export(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -136,6 +144,27 @@ class Metrics:
                 self.stages.labels(backend, key.removesuffix("_ms")).observe(value / 1000)
             elif key.endswith("_tokens"):
                 self.tokens.labels(backend, key.removesuffix("_tokens")).inc(value)
+
+
+class _KBCollector(Collector):
+    """Read at each scrape: the KBs held open now (RAG_KB__MAX_OPEN bounds it, besides the
+    default one) and the KBs opened so far; opens that keep rising under a steady load mean KBs
+    are released and reopened, a sign the bound is below the KBs in use."""
+
+    def __init__(self, kbs: KnowledgeBases) -> None:
+        self.kbs = kbs
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        yield GaugeMetricFamily(
+            "rag_kbs_open",
+            "Knowledge bases held open (lexical index, facts in memory), the default included",
+            value=len(self.kbs.open_names()),
+        )
+        yield CounterMetricFamily(
+            "rag_kb_opens",
+            "Knowledge bases opened (first use, or again after a release)",
+            value=self.kbs.opens,
+        )
 
 
 def get_metrics(request: Request) -> Metrics:

@@ -32,11 +32,12 @@ is sampled every `--sample-every` seconds (psutil if installed, else `/proc/PID/
 the child's pid with `--serve`, `--pid` with `--url`): before the load (after warm-up), after,
 the max and the slope (MiB per minute, least squares, over all samples and over the second half).
 
-`--kbs N` (with `--serve`): N knowledge bases (`load-01` …), each holding the seeds, and every
-level run twice in one server: first every request asking `load-01` alone, then request i
-asking KB i mod N, so the cost of many KBs (opened, released past `--max-open`, i.e.
-`RAG_KB__MAX_OPEN`, and opened again) is side by side with one; the server's RSS is read after
-each run.
+`--kbs N` (with `--serve`): N knowledge bases (`load-01` …), each holding the seeds (or, with
+`--kb-corpus DIR`, one N-th of that folder's files each), and every level run twice in one
+server: first every request asking `load-01` alone, then request i asking KB i mod N, so the
+cost of many KBs (opened, released past `--max-open`, i.e. `RAG_KB__MAX_OPEN`, and opened
+again) is side by side with one. After each run: the server's RSS, the KBs it holds open and
+the KBs it has opened so far (`rag_kbs_open`, `rag_kb_opens_total` of /metrics).
 
 `--serve` indexes the seeds (as `rag eval` does) and starts the app under uvicorn in a child
 process on a free loopback port, one worker. Results go to `bench/results/load-*.json`.
@@ -102,27 +103,36 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def kb_names(n: int) -> list[str]:
-    return [f"load-{i:02d}" for i in range(1, n + 1)]
+def kb_names(n: int, corpus: Path | None = None) -> list[str]:
+    prefix = "load" if corpus is None else f"load-{corpus.name}"
+    return [f"{prefix}-{i:02d}" for i in range(1, n + 1)]
 
 
-def make_kbs(n: int) -> None:
-    """N knowledge bases of the seeds in the seeds' eval index (kept: a rerun changes nothing)."""
+def make_kbs(n: int, corpus: Path | None = None) -> None:
+    """N knowledge bases in the seeds' eval index (kept: a rerun changes nothing): each of the
+    seeds, or with ``corpus`` each of one N-th of its files (file i in KB i mod N)."""
     from rag.errors import NotFound
     from rag.service import RAGService
 
     service = RAGService(eval_settings("seeds"))
-    for name in kb_names(n):
+    files = sorted(p for p in corpus.iterdir() if p.is_file()) if corpus else []
+    for i, name in enumerate(kb_names(n, corpus)):
         try:
             service.kb(name)
         except NotFound:
             service.create_kb(name)
-        summary = service.ingest([ROOT / "seeds"], kb=name)
+        summary = service.ingest(files[i::n] if corpus else [ROOT / "seeds"], kb=name)
         console.print(f"[dim]{name}: {summary.count('added')} added[/dim]")
 
 
 @contextmanager
-def serve(backend: str, log: Path, kbs: int = 0, max_open: int | None = None) -> Iterator[Served]:
+def serve(
+    backend: str,
+    log: Path,
+    kbs: int = 0,
+    max_open: int | None = None,
+    corpus: Path | None = None,
+) -> Iterator[Served]:
     """Index the seeds (and ``kbs`` KBs of them), then run the app in a child process; yields
     its URL and pid."""
     settings = eval_settings("seeds")
@@ -137,7 +147,7 @@ def serve(backend: str, log: Path, kbs: int = 0, max_open: int | None = None) ->
     cli = [sys.executable, "-c", "from rag.cli import app; app()"]
     subprocess.run([*cli, "ingest", str(ROOT / "seeds")], env=env, cwd=ROOT, check=True)
     if kbs:
-        make_kbs(kbs)
+        make_kbs(kbs, corpus)
     port = _free_port()
     with log.open("w") as out:
         server = [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_factory"]
@@ -210,6 +220,17 @@ def queue_waits(results: list[Result], serialized: bool) -> list[float]:
             before_model = (max(freed) - retrieved) * 1000 if freed else 0.0
         waits.append(before_chain + before_model)
     return waits
+
+
+def kb_gauges(url: str, headers: dict[str, str]) -> dict[str, float]:
+    """The server's ``rag_kbs_open`` and ``rag_kb_opens_total`` (from /metrics)."""
+    text = httpx.get(f"{url}/metrics", headers=headers, timeout=30).text
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("rag_kbs_open", "rag_kb_opens_total"):
+            out[name] = float(value)
+    return out
 
 
 def summarize(
@@ -378,6 +399,10 @@ async def soak(
     return summary | {"soak_s": seconds, "memory": memory}
 
 
+def _count(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     where = ap.add_mutually_exclusive_group(required=True)
@@ -400,6 +425,11 @@ def main() -> None:
     ap.add_argument(
         "--max-open", type=int, help="with --kbs: RAG_KB__MAX_OPEN of the server (default 8)"
     )
+    ap.add_argument(
+        "--kb-corpus",
+        type=Path,
+        help="with --kbs: fill the KBs with slices of this folder's files instead of the seeds",
+    )
     ap.add_argument("--json-out", type=Path, default=default_json("load"))
     args = ap.parse_args()
     if args.kbs and not args.serve:
@@ -412,23 +442,25 @@ def main() -> None:
     @contextmanager
     def target() -> Iterator[Served]:
         if args.serve:
-            with serve(args.backend, log, args.kbs, args.max_open) as served:
+            with serve(args.backend, log, args.kbs, args.max_open, args.kb_corpus) as served:
                 yield served
         else:
             yield Served(args.url, args.pid)
 
     soaked: dict[str, Any] | None = None
     results: list[dict[str, Any]] = []
+    names = kb_names(args.kbs, args.kb_corpus)
     with target() as served:
         url = served.url
         # Outside the figures: every question once with `extractive` (index, jieba and fact
-        # caches), then one answer with the backend (loads its model).
-        warm = [(q, "extractive") for q in questions] + [(questions[0], args.backend)]
+        # caches), one answer from each KB (its first opening in the process, as for the
+        # default one), then one answer with the backend (loads its model).
+        warm: list[dict[str, Any]] = [{"question": q, "backend": "extractive"} for q in questions]
+        warm += [{"question": questions[0], "backend": "extractive", "kbs": [kb]} for kb in names]
+        warm.append({"question": questions[0], "backend": args.backend})
         with httpx.Client(base_url=url, headers=headers, timeout=args.request_timeout) as http:
-            for question, backend in warm:
-                http.post(
-                    "/v1/chat", json={"question": question, "backend": backend}
-                ).raise_for_status()
+            for body in warm:
+                http.post("/v1/chat", json=body).raise_for_status()
         if args.soak:
             n = levels[0]
             console.print(f"[dim]soak: N={n} for {args.soak:.0f} s[/dim]")
@@ -447,7 +479,6 @@ def main() -> None:
             )
             results.append(soaked)
         else:
-            names = kb_names(args.kbs)
             spreads = [names[:1], names] if args.kbs else [None]
             for n, kbs in itertools.product(levels, spreads):
                 console.print(
@@ -471,6 +502,9 @@ def main() -> None:
                 summary = summarize(level, n, wall, args.backend == "local")
                 summary["kbs"] = len(kbs) if kbs else None
                 summary["rss_after_mib"] = rss_mib(served.pid) if served.pid else None
+                gauges = kb_gauges(url, headers)
+                summary["kbs_open_after"] = gauges.get("rag_kbs_open")
+                summary["kb_opens_total"] = gauges.get("rag_kb_opens_total")
                 results.append(summary)
 
     def ms(value: float | None) -> str:
@@ -492,6 +526,8 @@ def main() -> None:
         "wait p95",
         "wait max",
         "RSS MiB",
+        "KBs open",
+        "opens",
         title=f"POST /v1/chat, backend {args.backend}"
         + (f", soak {args.soak:.0f} s" if args.soak else "")
         + (" (served here)" if args.serve else ""),
@@ -516,6 +552,8 @@ def main() -> None:
             ms(wait["p95"]),
             ms(wait["max"]),
             "—" if rss is None else f"{rss:.0f}",
+            _count(r.get("kbs_open_after")),
+            _count(r.get("kb_opens_total")),
         )
     console.print(table)
     if soaked is not None:
@@ -544,6 +582,7 @@ def main() -> None:
             "soak_s": args.soak,
             "kbs": args.kbs,
             "kb_max_open": args.max_open,
+            "kb_corpus": str(args.kb_corpus) if args.kb_corpus else None,
             "levels": results,
         },
     )

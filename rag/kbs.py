@@ -163,6 +163,8 @@ class KnowledgeBases:
         self._default_store = store
         self._open: OrderedDict[str, KnowledgeBase] = OrderedDict()
         self._lock = threading.RLock()
+        self._opening: dict[str, threading.Lock] = {}  # one per KB name asked for
+        self.opens = 0  # KBs opened (first use, or again after a release): a churn signal
         self._client: Any = store.client if store is not None else None
 
     @property
@@ -179,6 +181,7 @@ class KnowledgeBases:
         return self.settings.model_copy(update={"collection": self.collection(name)})
 
     def _open_kb(self, name: str, create: bool) -> KnowledgeBase:
+        self.opens += 1
         settings = self._settings(name)
         embedder = self._embedder()
         if name == self.default and self._default_store is not None:
@@ -194,29 +197,36 @@ class KnowledgeBases:
 
     def get(self, name: str | None = None) -> KnowledgeBase:
         """The KB ``name`` (default: the default KB), opened if need be; ``NotFound`` if there
-        is none of that name (a malformed name cannot exist: the same ``NotFound``). The check
-        that it is still there and the opening run outside the lock: requests for KBs that are
-        open do not wait on each other's Chroma calls."""
+        is none of that name (a malformed name cannot exist: the same ``NotFound``).
+
+        The check that an open KB is still there runs outside the lock, so requests for open
+        KBs do not wait on each other's Chroma calls; a KB is opened under a lock of its own,
+        so requests that find it closed at once open it once, not each its own copy."""
         name = name or self.default
         if name != self.default and not KB_NAME.fullmatch(name):
             raise no_such_kb(name)
-        with self._lock:
-            self._release_idle()
-            kb = self._open.get(name)
+        kb = self._held(name)
         # Another replica may have deleted it (or deleted it and made a new one).
-        if kb is not None and name != self.default and not kb.store.alive():
-            kb = None
-        if kb is None:
-            kb = self._open_kb(name, create=False)
+        if kb is None or (name != self.default and not kb.store.alive()):
+            with self._opening_lock(name):
+                kb = self._held(name)
+                if kb is None or (name != self.default and not kb.store.alive()):
+                    kb = self._open_kb(name, create=False)
         with self._lock:
-            current = self._open.get(name)
-            if current is not None and current.store.chunks.id == kb.store.chunks.id:
-                kb = current  # opened by another request meanwhile: keep one copy
             self._open[name] = kb
             self._open.move_to_end(name)
             kb.used = time.monotonic()
             self._release_beyond(self.settings.kb.max_open)
             return kb
+
+    def _held(self, name: str) -> KnowledgeBase | None:
+        with self._lock:
+            self._release_idle()
+            return self._open.get(name)
+
+    def _opening_lock(self, name: str) -> threading.Lock:
+        with self._lock:
+            return self._opening.setdefault(name, threading.Lock())
 
     def select(self, names: Sequence[str] | None) -> KnowledgeBase | Spanning:
         """One KB, or several as one (``names``: at least one; repeats count once)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from api.app import create_app
 from api.auth import KeyRing, KeysFileError
 from api.client import ConflictError, ForbiddenError, NotFoundError, RAGClient
+from eval.targets import HttpTarget
 from rag.errors import BadInput, Conflict, NotFound
 from rag.service import RAGService
 
@@ -360,6 +362,14 @@ def test_an_upload_to_a_is_never_visible_from_b(api: Api) -> None:
         both = ops.chat("兰溪镇垃圾分类覆盖率是多少？", kbs=["a", "b"])
         assert not both.refused and {c.kb for c in both.citations} == {"a"}
         assert [k.name for k in reader.kbs()] == ["b"]
+        for route in ("chat", "completions"):  # the harness's targets: `rag eval --url … --kb a`
+            target = HttpTarget(api.url, KEYS["writer-a"], route, kb="a")  # type: ignore[arg-type]
+            assert target.search("兰溪镇 垃圾分类", 5, "hybrid")[0].kb == "a"
+            cited = target.answer("兰溪镇垃圾分类覆盖率是多少？", "extractive")
+            assert "96.5%" in cited.answer and cited.citations[0].kb == "a", (route, cited)
+            denied = HttpTarget(api.url, KEYS["reader-b"], route, kb="a")  # type: ignore[arg-type]
+            with pytest.raises(Exception, match="no knowledge base 'a'"):
+                denied.answer("兰溪镇垃圾分类覆盖率是多少？", "extractive")
         writer.delete("lanxi", kb="a")
         assert "lanxi" not in [h.doc_id for h in ops.search("兰溪镇 垃圾分类", kbs=["a", "b"])]
 
@@ -378,5 +388,6 @@ def test_metrics_carry_the_key_name_never_the_key(api: Api) -> None:
     api.call(KEYS["reader-b"], "POST", "/v1/search", json=_search("b")).raise_for_status()
     text = api.call(KEYS["ops"], "GET", "/metrics").text
     assert 'key="reader-b"' in text
+    assert re.search(r"^rag_kbs_open \d", text, re.M) and "rag_kb_opens_total" in text
     assert not any(k in text for k in KEYS.values())
     assert json.dumps(KEYS["writer-a"]) not in text
