@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from rag.chain import AnswerChain
@@ -56,8 +57,16 @@ def check_name(name: str) -> str:
 class KnowledgeBase:
     """One KB: its store, ingestor, retriever, facts, catalog and answer chain."""
 
-    def __init__(self, name: str, settings: Settings, embedder: Embedder, store: ChromaStore):
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        embedder: Embedder,
+        store: ChromaStore,
+        default_collection: str,
+    ) -> None:
         self.name = name
+        self.default_collection = default_collection
         self.settings = settings  # with ``collection`` this KB's
         self.embedder = embedder
         self.store = store
@@ -70,12 +79,22 @@ class KnowledgeBase:
         s = self.settings
         return Ingestor(self.store, self.embedder, s.chunking, s.ingest_group_chunks)
 
+    @property
+    def lexical_dir(self) -> Path:
+        """Where this process keeps the KB's lexical index. Another KB than the default one
+        keys it by its collection's id too: a KB deleted and made again under the same name
+        (through any replica) never meets the index of the old one."""
+        folder = self.settings.collection
+        if self.settings.collection != self.default_collection:
+            folder += f"@{self.store.chunks.id}"
+        return self.settings.data_dir / "lexical" / folder
+
     @cached_property
     def retriever(self) -> HybridRetriever:
         return HybridRetriever.from_service_parts(
             store=self.store,
             embedder=self.embedder,
-            index_dir=self.settings.data_dir / "lexical" / self.settings.collection,
+            index_dir=self.lexical_dir,
             top_k=self.settings.answer.top_k,
             kb=self.name,
         )
@@ -193,7 +212,7 @@ class KnowledgeBases:
                 )
             except NotFound:
                 raise no_such_kb(name) from None
-        return KnowledgeBase(name, settings, embedder, store)
+        return KnowledgeBase(name, settings, embedder, store, self.default)
 
     def get(self, name: str | None = None) -> KnowledgeBase:
         """The KB ``name`` (default: the default KB), opened if need be; ``NotFound`` if there
@@ -299,4 +318,4 @@ class KnowledgeBases:
             kb = self.get(name)
             kb.store.drop()
             self._open.pop(name, None)
-        shutil.rmtree(kb.retriever.lexical.folder, ignore_errors=True)
+        shutil.rmtree(kb.lexical_dir, ignore_errors=True)

@@ -70,10 +70,15 @@ def test_each_kb_is_its_own_index_and_several_are_asked_as_one(kbs: RAGService) 
     assert {f.kb for f in kbs.facts("a")} == {"a"}
 
 
+COMPARISON = "哪个城市信访总量下降最多?"
+
+
 def test_delete_is_immediate_on_the_lexical_and_the_dense_side(kbs: RAGService) -> None:
     for mode in ("bm25", "dense"):  # both sides built and warm before the delete
         assert _ids(kbs, "青禾市信访总量", mode, ["a"])[0] == "qinghe"
     assert not kbs.answer(Q_A, backend="extractive", kbs=["a"]).refused
+    ranked = kbs.answer(COMPARISON, backend="extractive", kbs=["a", "b"]).facts or []
+    assert [(f.kb, f.doc_id, f.figure) for f in ranked] == [("a", "qinghe", "37.5%")]
     assert kbs.delete_document("qinghe", kb="a")
     for mode in ("bm25", "dense", "hybrid"):
         assert "qinghe" not in _ids(kbs, "青禾市信访总量", mode, ["a", "b"])
@@ -81,6 +86,8 @@ def test_delete_is_immediate_on_the_lexical_and_the_dense_side(kbs: RAGService) 
     assert "qinghe" not in {c.doc_id for c in answer.citations}
     assert "qinghe" not in {p.doc_id for p in answer.passages}
     assert not [f for f in kbs.facts("a")]
+    after = kbs.answer(COMPARISON, backend="extractive", kbs=["a", "b"])
+    assert not after.facts and "37.5%" not in after.answer, after
 
     kbs.delete_kb("b")
     with pytest.raises(NotFound, match="no knowledge base 'b'"):
@@ -117,6 +124,11 @@ def test_kb_names_conflicts_and_the_default(kbs: RAGService) -> None:
         kbs.delete_kb("nope")
     with pytest.raises(BadInput):
         kbs.search("x", kbs=[])
+    # A filter that matches nothing finds nothing (it does not fall back to everything).
+    for mode in ("hybrid", "dense", "bm25"):
+        assert kbs.search(Q_A, mode=mode, filters={"doc_id": ["nope"]}, kbs=["a", "b"]) == []
+    nothing = kbs.answer(Q_A, backend="extractive", filters={"region": "nowhere"}, kbs=["a"])
+    assert nothing.refused and not nothing.citations
 
 
 def test_open_kbs_are_bounded_by_the_setting(tmp_path: Path, seeded: RAGService) -> None:
@@ -363,11 +375,11 @@ def test_an_upload_to_a_is_never_visible_from_b(api: Api) -> None:
         assert not both.refused and {c.kb for c in both.citations} == {"a"}
         assert [k.name for k in reader.kbs()] == ["b"]
         for route in ("chat", "completions"):  # the harness's targets: `rag eval --url … --kb a`
-            target = HttpTarget(api.url, KEYS["writer-a"], route, kb="a")  # type: ignore[arg-type]
+            target = HttpTarget(api.url, KEYS["writer-a"], route, kb="a")
             assert target.search("兰溪镇 垃圾分类", 5, "hybrid")[0].kb == "a"
             cited = target.answer("兰溪镇垃圾分类覆盖率是多少？", "extractive")
             assert "96.5%" in cited.answer and cited.citations[0].kb == "a", (route, cited)
-            denied = HttpTarget(api.url, KEYS["reader-b"], route, kb="a")  # type: ignore[arg-type]
+            denied = HttpTarget(api.url, KEYS["reader-b"], route, kb="a")
             with pytest.raises(Exception, match="no knowledge base 'a'"):
                 denied.answer("兰溪镇垃圾分类覆盖率是多少？", "extractive")
         writer.delete("lanxi", kb="a")
