@@ -269,6 +269,69 @@ def test_kbs_across_replicas_deletes_are_immediate(replicas: tuple[Replica, Repl
         ca.delete("/v1/kbs/team").raise_for_status()
 
 
+def test_replicas_started_together_on_a_fresh_server_all_serve(
+    tmp_path: Path, seeded: RAGService
+) -> None:
+    """Open-or-create is atomic: eight stores opened at one instant (a barrier) against a fresh
+    Chroma server get one collection pair between them, and four API processes started at once
+    against another fresh server all come up, serve, and see each other's writes."""
+    require(CHROMA.exists(), f"the chromadb CLI ({CHROMA}) is not installed")
+    import threading
+
+    from rag.store import ChromaStore
+
+    servers = [ChromaServer(tmp_path / f"db{i}", tmp_path / f"chroma{i}.log") for i in (1, 2)]
+    started: list[Replica] = []
+    try:
+        for server in servers:
+            server.start()
+        settings = seeded.settings.model_copy(update={"chroma_url": servers[0].url})
+        barrier = threading.Barrier(8)
+        opened: list[ChromaStore] = []
+        errors: list[BaseException] = []
+
+        def open_store() -> None:
+            barrier.wait()
+            try:
+                opened.append(ChromaStore(settings, seeded.embedder))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_store) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
+        assert len({s.chunks.id for s in opened}) == 1 and len({s.docs.id for s in opened}) == 1
+
+        for i in range(4):
+            started.append(_start_api(tmp_path / f"api{i}", servers[1].url))
+        deadline = time.monotonic() + START_TIMEOUT_S * 2  # four embedders load on two cores
+        for r in started:
+            _wait_ready(r, deadline)
+        clients = [_client(r) for r in started]
+        try:
+            up = clients[0].post(
+                "/v1/documents", files={"file": (DOC_NAME, DOC_TEXT.encode(), "text/plain")}
+            )
+            assert up.status_code == 200, up.text
+            for c in clients:
+                assert _search_doc_ids(c, "青禾市信访总量")[0] == DOC_ID
+            assert clients[3].delete(f"/v1/documents/{DOC_ID}").status_code == 200
+            for c in clients:
+                assert DOC_ID not in _search_doc_ids(c, "青禾市信访总量")
+        finally:
+            for c in clients:
+                c.close()
+        assert all(r.proc.poll() is None for r in started)
+    finally:
+        for r in started:
+            _stop(r.proc)
+        for server in servers:
+            server.stop()
+
+
 def _assert_unavailable(r: httpx.Response) -> None:
     assert r.status_code == 503, r.text
     body = r.json()
