@@ -106,6 +106,21 @@ class AnswerSettings(BaseModel):
     )
 
 
+class IngestLimits(BaseModel):
+    """Work one file may cost, checked before that work is done; past one the file fails with
+    the limit named (the index as it was, the other files still go in)."""
+
+    max_chars: int = Field(
+        2_000_000, ge=1, description="characters of text one file may hold, once extracted"
+    )
+    max_pdf_pages: int = Field(1_000, ge=1, description="pages of one PDF")
+    max_html_depth: int = Field(1_000, ge=1, description="nesting of the elements of one HTML file")
+    max_unpacked_bytes: int = Field(
+        100 * 1024 * 1024, ge=1, description="bytes one DOCX (a zip) may unpack to"
+    )
+    max_parts: int = Field(5_000, ge=1, description="parts (zip members) of one DOCX")
+
+
 class ConversationSettings(BaseModel):
     max_turns: int = Field(
         20, ge=0, le=200, description="earlier turns a request may send as history (more: 422)"
@@ -153,6 +168,7 @@ class Settings(BaseSettings):
         ge=1,
         description="chunks read, embedded and committed together: memory and resume granularity",
     )
+    limits: IngestLimits = Field(default_factory=lambda: IngestLimits())
     api_keys: str = Field(
         "",
         description="comma-separated API keys with full access; empty (and no keys file) = no key needed",

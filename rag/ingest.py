@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from rag.chunking import chunk_document
-from rag.config import ChunkingSettings
+from rag.config import ChunkingSettings, IngestLimits
 from rag.embeddings import Embedder
 from rag.facts import attach_facts
 from rag.loaders import SUPPORTED_SUFFIXES, Loaded, LoadError, load_bytes
@@ -148,8 +148,10 @@ class Ingestor:
         embedder: Embedder,
         chunking: ChunkingSettings,
         group_chunks: int = 1024,
+        limits: IngestLimits | None = None,
     ) -> None:
         self.store = store
+        self.limits = limits or IngestLimits()
         # chunks read, embedded and committed together: bounds memory, keeps batches and writes
         # large, and is the most an interrupted ingest redoes
         self.group_chunks = group_chunks
@@ -252,7 +254,7 @@ class Ingestor:
         previous = committed.get(doc_id)
         if previous is not None and previous.content_hash == digest:
             return None
-        loaded = load_bytes(data, Path(item.source).suffix)
+        loaded = load_bytes(data, Path(item.source).suffix, self.limits)
         doc = build_document(item.source, loaded, digest)
         chunks = chunk_document(
             doc.doc_id,

@@ -77,7 +77,7 @@ class KnowledgeBase:
     @cached_property
     def ingestor(self) -> Ingestor:
         s = self.settings
-        return Ingestor(self.store, self.embedder, s.chunking, s.ingest_group_chunks)
+        return Ingestor(self.store, self.embedder, s.chunking, s.ingest_group_chunks, s.limits)
 
     @property
     def lexical_dir(self) -> Path:

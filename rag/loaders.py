@@ -1,24 +1,51 @@
 """Files → text: .txt .md .html .pdf .docx, with encoding detection (utf-8, gb18030, big5).
 
-Each failure is a ``LoadError`` with a one-line reason; the caller names the file.
+Each failure is a ``LoadError`` with a one-line reason; the caller names the file. What one file
+may cost is bounded (``IngestLimits``, ``RAG_LIMITS__*``): each limit is checked before the work
+it bounds (the pages of a PDF before any is read, the nesting of HTML before it is parsed, what a
+DOCX unpacks to before it is unpacked, the characters of a text before it is chunked) and named
+in the error.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
+from rag.config import IngestLimits
 from rag.errors import LoadError as LoadError  # re-exported: the ingest pipeline catches it
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
 _CJK_ENCODINGS = ["gb18030", "big5"]
-# A DOCX is a zip: refuse one that would unpack past this (a zip bomb), before reading a byte of it.
-# zipfile stops each member at its declared size (and fails its CRC past it), so the declared
-# sizes bound what python-docx can make us decompress.
-MAX_DOCX_UNPACKED_BYTES = 100 * 1024 * 1024
-MAX_DOCX_MEMBERS = 5_000
+DEFAULT_LIMITS = IngestLimits()
+# An element that opens without closing (HTML's void elements), or a comment, doctype, or
+# processing instruction: none of them nests.
+_VOID = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
+_TAG = re.compile(rb"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^>]*?(/?)>")
+
+
+def _too_many(what: str, count: int, limit: int, setting: str) -> LoadError:
+    return LoadError(f"{what}: {count:,}, more than the limit of {limit:,} (RAG_LIMITS__{setting})")
 
 
 @dataclass(frozen=True)
@@ -48,9 +75,31 @@ def decode(data: bytes) -> str:
     raise LoadError("undecodable bytes: not utf-8, gb18030 or big5 text")
 
 
-def _html(data: bytes) -> Loaded:
+def html_depth(data: bytes, stop: int) -> int:
+    """How deep the elements of an HTML text nest (a scan of its tags, without parsing it;
+    counting stops past ``stop``)."""
+    depth = deepest = 0
+    for m in _TAG.finditer(data):
+        closing, name, self_closing = m.group(1), m.group(2).lower(), m.group(3)
+        if closing:
+            depth = max(0, depth - 1)
+        elif not self_closing and name.decode() not in _VOID:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > stop:
+                    break
+    return deepest
+
+
+def _html(data: bytes, limits: IngestLimits) -> Loaded:
     from bs4 import BeautifulSoup
 
+    if html_depth(data, limits.max_html_depth) > limits.max_html_depth:  # counted no further
+        raise LoadError(
+            f"HTML nesting: more than the limit of {limits.max_html_depth:,} levels "
+            "(RAG_LIMITS__MAX_HTML_DEPTH)"
+        )
     soup = BeautifulSoup(decode(data), "html.parser")
     for tag in soup(["script", "style", "nav", "header", "footer", "noscript", "form"]):
         tag.decompose()
@@ -66,20 +115,33 @@ def _html(data: bytes) -> Loaded:
     )
 
 
-def _pdf(data: bytes) -> Loaded:
+def _pdf(data: bytes, limits: IngestLimits) -> Loaded:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data))
-        pages = [page.extract_text() or "" for page in reader.pages]
+        if reader.is_encrypted:
+            raise LoadError("encrypted PDF: cannot be read without its password")
+        count = len(reader.pages)
+        if count > limits.max_pdf_pages:
+            raise _too_many("PDF pages", count, limits.max_pdf_pages, "MAX_PDF_PAGES")
+        pages: list[str] = []
+        chars = 0
+        for page in reader.pages:  # stopped once the text is past its limit
+            pages.append(page.extract_text() or "")
+            chars += len(pages[-1])
+            if chars > limits.max_chars:
+                raise _too_many("characters of text", chars, limits.max_chars, "MAX_CHARS")
+    except LoadError:
+        raise
     except (PdfReadError, ValueError, KeyError) as exc:
         raise LoadError(f"unreadable PDF ({exc})") from exc
     title = reader.metadata.title if reader.metadata else None
     return Loaded("\n".join(pages), title or None)
 
 
-def _docx(data: bytes) -> Loaded:
+def _docx(data: bytes, limits: IngestLimits) -> Loaded:
     import zipfile
 
     import docx
@@ -89,11 +151,15 @@ def _docx(data: bytes) -> Loaded:
             members = zf.infolist()
     except (zipfile.BadZipFile, ValueError) as exc:
         raise LoadError(f"unreadable DOCX ({exc})") from exc
+    # A zip bomb is refused before a byte of it is unpacked: zipfile stops each member at its
+    # declared size (and fails its CRC past it), so the declared sizes bound what python-docx
+    # can make us decompress.
     unpacked = sum(m.file_size for m in members)
-    if len(members) > MAX_DOCX_MEMBERS or unpacked > MAX_DOCX_UNPACKED_BYTES:
-        raise LoadError(
-            f"DOCX would unpack to {unpacked} bytes in {len(members)} parts "
-            f"(limits: {MAX_DOCX_UNPACKED_BYTES} bytes, {MAX_DOCX_MEMBERS} parts): refused"
+    if len(members) > limits.max_parts:
+        raise _too_many("DOCX parts", len(members), limits.max_parts, "MAX_PARTS")
+    if unpacked > limits.max_unpacked_bytes:
+        raise _too_many(
+            "bytes the DOCX unpacks to", unpacked, limits.max_unpacked_bytes, "MAX_UNPACKED_BYTES"
         )
     try:
         d = docx.Document(io.BytesIO(data))
@@ -106,7 +172,7 @@ def _docx(data: bytes) -> Loaded:
     return Loaded("\n".join(parts), d.core_properties.title or None)
 
 
-def load_bytes(data: bytes, suffix: str) -> Loaded:
+def load_bytes(data: bytes, suffix: str, limits: IngestLimits = DEFAULT_LIMITS) -> Loaded:
     suffix = suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise LoadError(
@@ -116,13 +182,19 @@ def load_bytes(data: bytes, suffix: str) -> Loaded:
     if not data.strip():
         raise LoadError("empty file")
     if suffix in HTML_SUFFIXES:
-        loaded = _html(data)
+        loaded = _html(data, limits)
     elif suffix == ".pdf":
-        loaded = _pdf(data)
+        loaded = _pdf(data, limits)
     elif suffix == ".docx":
-        loaded = _docx(data)
+        loaded = _docx(data, limits)
     else:
+        # Every encoding here takes 1 to 4 bytes a character: past 4 bytes each, the text is
+        # past its limit before a byte is decoded.
+        if len(data) > 4 * limits.max_chars:
+            raise _too_many("bytes of text", len(data), 4 * limits.max_chars, "MAX_CHARS (x4)")
         loaded = Loaded(decode(data))
+    if len(loaded.text) > limits.max_chars:
+        raise _too_many("characters of text", len(loaded.text), limits.max_chars, "MAX_CHARS")
     if not loaded.text.strip():
         raise LoadError("no text in file")
     return loaded

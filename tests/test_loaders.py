@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 
@@ -105,3 +106,39 @@ def test_broken_pdf_and_docx_are_clear_errors() -> None:
         load_bytes(b"%PDF-1.4 this is not a pdf", ".pdf")
     with pytest.raises(LoadError, match="DOCX"):
         load_bytes(b"PK not a zip", ".docx")
+
+
+def _blank_pdf(pages: int = 1, password: str | None = None) -> bytes:
+    from pypdf import PdfWriter
+
+    w = PdfWriter()
+    for _ in range(pages):
+        w.add_blank_page(612, 792)
+    if password:
+        w.encrypt(password)
+    buf = io.BytesIO()
+    w.write(buf)
+    return buf.getvalue()
+
+
+def test_limits_are_checked_before_the_work_and_named() -> None:
+    from rag.config import IngestLimits
+    from rag.loaders import html_depth
+
+    small = IngestLimits(max_chars=1000, max_pdf_pages=10, max_html_depth=50)
+    cases = [
+        ("延吉市".encode() * 400, ".txt", "RAG_LIMITS__MAX_CHARS"),  # 1,200 chars
+        (b"x" * 5000, ".txt", "RAG_LIMITS__MAX_CHARS (x4)"),  # refused before decoding
+        (_blank_pdf(11), ".pdf", "RAG_LIMITS__MAX_PDF_PAGES"),
+        (_blank_pdf(1, password="pw"), ".pdf", "encrypted PDF"),
+        (_blank_pdf(3)[:300], ".pdf", "unreadable PDF"),
+        (b"<div>" * 51 + "深".encode() + b"</div>" * 51, ".html", "RAG_LIMITS__MAX_HTML_DEPTH"),
+    ]
+    for data, suffix, message in cases:
+        with pytest.raises(LoadError, match=re.escape(message)):
+            load_bytes(data, suffix, small)
+    # within the limits, the same kinds load
+    assert load_bytes("延吉市".encode() * 300, ".txt", small).text
+    flat = b"<p>" + "深".encode() + b"<br><img src=x></p>" * 60
+    assert load_bytes(flat, ".html", small).text.startswith("深")
+    assert html_depth(b"<div><p>a</p><p>b<br/></p></div><!-- <x> -->", 100) == 2

@@ -1,5 +1,7 @@
 """Hostile uploads through raw httpx against a live app (real uvicorn, real index): traversal
-names, a DOCX zip bomb, oversized, wrong MIME / extension mismatch, undecodable and empty files.
+names, a DOCX zip bomb, oversized, wrong MIME / extension mismatch, undecodable and empty files,
+files past the per-file limits (pages, nesting, characters, unpacked bytes), truncated and
+encrypted PDFs, GB18030/Big5 text, over-long names, and one file uploaded twenty times at once.
 
 The contract of ``POST /v1/documents`` (api/routes/documents.py): a request-level problem (a
 name that is no file name, an unsupported extension, too many bytes) is a 4xx JSON error; a file
@@ -24,7 +26,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from rag.loaders import MAX_DOCX_UNPACKED_BYTES
+from rag.loaders import DEFAULT_LIMITS
 from rag.service import RAGService
 
 from .conftest import ROOT, serve, service_copy
@@ -46,9 +48,17 @@ def live(
     root = tmp_path_factory.mktemp("uploads-root")
     data = root / "a" / "b" / "data"
     data.mkdir(parents=True)
-    service = service_copy(seeded, data, api_keys=KEY, max_upload_bytes=LIMIT)
+    limits = service_limits(seeded)
+    service = service_copy(seeded, data, api_keys=KEY, max_upload_bytes=LIMIT, limits=limits)
     with serve(create_app(service.settings, service)) as base:
         yield base, root
+
+
+MAX_CHARS = 100_000  # the live app's RAG_LIMITS__MAX_CHARS: a file past it fails fast
+
+
+def service_limits(seeded: RAGService) -> Any:
+    return seeded.settings.limits.model_copy(update={"max_chars": MAX_CHARS})
 
 
 def _outside(root: Path) -> set[str]:
@@ -161,7 +171,7 @@ def test_docx_zip_bomb_fails_fast_without_unpacking(live: tuple[str, Path]) -> N
     took = time.monotonic() - t0
     print(f"\nzip bomb: {len(bomb)} bytes on the wire, 300 MiB unpacked; refused in {took:.2f} s")
     assert doc["status"] == "failed" and "unpack" in doc["message"], doc
-    assert str(MAX_DOCX_UNPACKED_BYTES) in doc["message"]
+    assert f"{DEFAULT_LIMITS.max_unpacked_bytes:,}" in doc["message"]
     assert took < 10
     assert _outside(root) == before
     assert httpx.get(f"{base}/readyz").status_code == 200
@@ -241,3 +251,90 @@ def test_undecodable_and_empty_files_fail_alone(
         assert "empty" in doc["message"]
     assert _outside(root) == before
     assert os.path.isdir(root / "a" / "b" / "data")
+
+
+def _blank_pdf(pages: int, password: str | None = None) -> bytes:
+    from pypdf import PdfWriter
+
+    w = PdfWriter()
+    for _ in range(pages):
+        w.add_blank_page(612, 792)
+    if password:
+        w.encrypt(password)
+    buf = io.BytesIO()
+    w.write(buf)
+    return buf.getvalue()
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+# RSS this test process (the server runs in it) may grow by over the whole hostile suite.
+RSS_BOUND_MIB = 600
+
+HOSTILE: list[tuple[str, bytes, str]] = [
+    ("blank-2000-pages.pdf", _blank_pdf(2000), "RAG_LIMITS__MAX_PDF_PAGES"),
+    ("truncated.pdf", _blank_pdf(5)[:400], "unreadable PDF"),
+    ("encrypted.pdf", _blank_pdf(1, "secret"), "encrypted PDF"),
+    ("nested.html", b"<div>" * 100_000 + "深".encode() + b"</div>" * 100_000, "MAX_HTML_DEPTH"),
+    ("binary.txt", bytes(range(256)) * 64, "binary"),
+    ("not-a-zip.docx", b"PK\x03\x04 this is no zip at all" * 10, "DOCX"),
+    ("bomb.docx", _docx(bomb_bytes=200 * 1024 * 1024), "RAG_LIMITS__MAX_UNPACKED_BYTES"),
+    ("one-long-line.txt", "长".encode() * (MAX_CHARS + 1), "RAG_LIMITS__MAX_CHARS"),
+    ("gb18030.txt", "甲县2025年新建公园7个。".encode("gb18030") * 20, ""),
+    ("big5.txt", "乙縣2025年新建公園9個。".encode("big5") * 20, ""),
+    ("x" * 250 + ".txt", "丙县2025年新建公园3个。".encode() * 5, ""),
+]
+
+
+def test_hostile_files_each_get_a_defined_status_and_lose_nothing(live: tuple[str, Path]) -> None:
+    """Every hostile file gets its own defined result (the limit or the defect named, or in
+    when it is merely odd), the server stays up, its memory within RSS_BOUND_MIB, and the index
+    keeps answering what it answered before."""
+    base = live[0]
+    known = _only_result(_post(base, "known.txt", TEXT))
+    assert known["status"] in ("added", "unchanged")
+    question = {"question": "某县2024年新建公园多少个?", "backend": "extractive"}
+    before_answer = httpx.post(f"{base}/v1/chat", headers=H, json=question, timeout=60).json()
+    assert "12个" in before_answer["answer"], before_answer
+    rss0 = _rss_mib()
+    seen = []
+    for name, data, message in HOSTILE:
+        doc = _only_result(_post(base, name, data, "application/octet-stream"))
+        seen.append((name[:30], doc["status"], (doc["message"] or "")[:90]))
+        if message:
+            assert doc["status"] == "failed" and message in doc["message"], doc
+        else:
+            assert doc["status"] in ("added", "unchanged") and doc["chunks"] >= 1, doc
+        assert httpx.get(f"{base}/readyz").status_code == 200
+    grown = _rss_mib() - rss0
+    print(f"\nhostile files: RSS grew {grown:.0f} MiB (bound {RSS_BOUND_MIB})")
+    for row in seen:
+        print("  ", *row)
+    assert grown < RSS_BOUND_MIB
+    after = httpx.post(f"{base}/v1/chat", headers=H, json=question, timeout=60).json()
+    assert "12个" in after["answer"] and after["citations"], after
+
+
+def test_the_same_file_uploaded_twenty_times_at_once_is_one_document(
+    live: tuple[str, Path],
+) -> None:
+    import concurrent.futures
+
+    base = live[0]
+    data = "丁县2025年新建公园21个,新增绿地面积58公顷。\n".encode() * 3
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        replies = list(pool.map(lambda _: _post(base, "same.txt", data), range(20)))
+    statuses = [_only_result(r)["status"] for r in replies]
+    assert set(statuses) <= {"added", "unchanged"}, statuses
+    docs = httpx.get(f"{base}/v1/documents", headers=H, params={"limit": 1000}).json()
+    same = [d for d in docs["documents"] if d["doc_id"] == "same"]
+    assert len(same) == 1, same
+    hits = httpx.post(
+        f"{base}/v1/search", headers=H, json={"query": "丁县新建公园", "top_k": 10}
+    ).json()["hits"]
+    assert [h["doc_id"] for h in hits].count("same") == same[0]["chunks"]
