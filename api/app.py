@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, service: RAGService | None = No
             logging.getLogger("rag.api").warning("starting without the index: %s", exc)
         app.state.service = svc
         app.state.metrics.watch_kbs(svc.kbs)
+        await run_in_threadpool(svc.resume_jobs)  # jobs a stopped process left unfinished
         yield
 
     app = FastAPI(

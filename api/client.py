@@ -21,8 +21,10 @@ server's settings.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -30,7 +32,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter
 
-from api.schemas import DocumentList
+from api.schemas import DocumentList, JobList
+from rag.jobs import Job
 from rag.schemas import (
     Answer,
     ChatEvent,
@@ -54,6 +57,8 @@ __all__ = [
     "DocumentList",
     "ForbiddenError",
     "History",
+    "Job",
+    "JobFailedError",
     "KBInfo",
     "NotFoundError",
     "RAGClient",
@@ -103,6 +108,29 @@ class RateLimitError(RAGError):
 
 
 class UnavailableError(RAGError): ...
+
+
+class JobFailedError(Exception):
+    """An ingest job that failed as a whole (``job.error`` says why; per-file failures are
+    results in ``job.documents``, not this)."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"ingest job {job.job} failed: {job.error}")
+        self.job = job
+
+
+def _upload_results(response: httpx.Response) -> list[IngestResult] | Job:
+    """A small upload's results (200), or the job ingesting a large one (202)."""
+    data = response.json()
+    if response.status_code == 202:
+        return Job.model_validate(data)
+    return [IngestResult.model_validate(d) for d in data["documents"]]
+
+
+def _ended(job: Job) -> Job:
+    if job.status == "failed":
+        raise JobFailedError(job)
+    return job
 
 
 _BY_STATUS: dict[int, type[RAGError]] = {
@@ -288,9 +316,57 @@ class RAGClient:
             SearchHit.model_validate(h) for h in self._json("POST", "/v1/search", json=body)["hits"]
         ]
 
-    def upload(self, *paths: str | Path, kb: str | None = None) -> list[IngestResult]:
-        data = self._json("POST", _docs_url(kb), files=_files(paths))
-        return [IngestResult.model_validate(d) for d in data["documents"]]
+    def upload(
+        self, *paths: str | Path, kb: str | None = None, timeout: float | None = None
+    ) -> list[IngestResult]:
+        """Upload files and return a result per file; an upload the server takes as a job
+        (larger than its RAG_INGEST_ASYNC_BYTES) is waited for (``wait_job``)."""
+        got = self._upload(paths, kb, job=False)
+        return self.wait_job(got, timeout).documents if isinstance(got, Job) else got
+
+    def start_upload(self, *paths: str | Path, kb: str | None = None) -> Job:
+        """Upload files as an ingest job whatever their size; returns at once (``wait_job``)."""
+        got = self._upload(paths, kb, job=True)
+        assert isinstance(got, Job)
+        return got
+
+    def _upload(
+        self, paths: Sequence[str | Path], kb: str | None, job: bool
+    ) -> list[IngestResult] | Job:
+        params = {"job": "true"} if job else None
+        r = self._http.post(_docs_url(kb), files=_files(paths), params=params)
+        _raise_for(r)
+        return _upload_results(r)
+
+    def job(self, job_id: str) -> Job:
+        """An ingest job as it is now (files and chunks done, results so far)."""
+        return Job.model_validate(self._json("GET", f"/v1/jobs/{quote(job_id, safe='')}"))
+
+    def jobs(self, limit: int = 50) -> list[Job]:
+        """The server's ingest jobs this key may see, newest first."""
+        data = self._json("GET", "/v1/jobs", params={"limit": limit})
+        return JobList.model_validate(data).jobs
+
+    def wait_job(
+        self,
+        job: Job | str,
+        timeout: float | None = None,
+        poll_s: float = 0.5,
+        on_progress: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Poll a job until it ends; ``JobFailedError`` if it failed, ``TimeoutError`` past
+        ``timeout`` seconds. ``on_progress`` sees each state polled."""
+        job_id = job.job if isinstance(job, Job) else job
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = self.job(job_id)
+            if on_progress is not None:
+                on_progress(current)
+            if current.ended:
+                return _ended(current)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"ingest job {job_id} still {current.status} after {timeout} s")
+            time.sleep(poll_s)
 
     def documents(
         self, offset: int = 0, limit: int = 100, kb: str | None = None
@@ -400,9 +476,58 @@ class AsyncRAGClient:
         data = await self._json("POST", "/v1/search", json=body)
         return [SearchHit.model_validate(h) for h in data["hits"]]
 
-    async def upload(self, *paths: str | Path, kb: str | None = None) -> list[IngestResult]:
-        data = await self._json("POST", _docs_url(kb), files=_files(paths))
-        return [IngestResult.model_validate(d) for d in data["documents"]]
+    async def upload(
+        self, *paths: str | Path, kb: str | None = None, timeout: float | None = None
+    ) -> list[IngestResult]:
+        """Upload files and return a result per file; an upload the server takes as a job
+        (larger than its RAG_INGEST_ASYNC_BYTES) is waited for (``wait_job``)."""
+        got = await self._upload(paths, kb, job=False)
+        return (await self.wait_job(got, timeout)).documents if isinstance(got, Job) else got
+
+    async def start_upload(self, *paths: str | Path, kb: str | None = None) -> Job:
+        """Upload files as an ingest job whatever their size; returns at once (``wait_job``)."""
+        got = await self._upload(paths, kb, job=True)
+        assert isinstance(got, Job)
+        return got
+
+    async def _upload(
+        self, paths: Sequence[str | Path], kb: str | None, job: bool
+    ) -> list[IngestResult] | Job:
+        params = {"job": "true"} if job else None
+        r = await self._http.post(_docs_url(kb), files=_files(paths), params=params)
+        _raise_for(r)
+        return _upload_results(r)
+
+    async def job(self, job_id: str) -> Job:
+        """An ingest job as it is now (files and chunks done, results so far)."""
+        data = await self._json("GET", f"/v1/jobs/{quote(job_id, safe='')}")
+        return Job.model_validate(data)
+
+    async def jobs(self, limit: int = 50) -> list[Job]:
+        """The server's ingest jobs this key may see, newest first."""
+        data = await self._json("GET", "/v1/jobs", params={"limit": limit})
+        return JobList.model_validate(data).jobs
+
+    async def wait_job(
+        self,
+        job: Job | str,
+        timeout: float | None = None,
+        poll_s: float = 0.5,
+        on_progress: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Poll a job until it ends; ``JobFailedError`` if it failed, ``TimeoutError`` past
+        ``timeout`` seconds. ``on_progress`` sees each state polled."""
+        job_id = job.job if isinstance(job, Job) else job
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = await self.job(job_id)
+            if on_progress is not None:
+                on_progress(current)
+            if current.ended:
+                return _ended(current)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"ingest job {job_id} still {current.status} after {timeout} s")
+            await asyncio.sleep(poll_s)
 
     async def documents(
         self, offset: int = 0, limit: int = 100, kb: str | None = None

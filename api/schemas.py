@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from rag.jobs import Job
 from rag.schemas import DocumentInfo, IngestResult, KBInfo
 
 
@@ -29,3 +30,9 @@ class KBList(BaseModel):
     """The knowledge bases the key may read, the default one first."""
 
     kbs: list[KBInfo]
+
+
+class JobList(BaseModel):
+    """Ingest jobs, newest first."""
+
+    jobs: list[Job]

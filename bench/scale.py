@@ -334,6 +334,9 @@ class _Bar:
     def advance(self, chunks: int) -> None:
         self.progress.advance(self.task, chunks)
 
+    def finished(self, results: object) -> None:
+        """Per-file results are not shown here."""
+
 
 def disk_bytes(folder: Path) -> int:
     if not folder.exists():

@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +26,7 @@ from rag.schemas import (
     CitationsEvent,
     DoneEvent,
     Filters,
+    IngestResult,
     IngestSummary,
     PassagesEvent,
     SearchResponse,
@@ -140,6 +141,9 @@ class _RichProgress:
 
     def advance(self, chunks: int) -> None:
         self.progress.advance(self.task, chunks)
+
+    def finished(self, results: Sequence[IngestResult]) -> None:
+        """Results are printed once the ingest ends (``_print_summary``)."""
 
 
 def _print_summary(summary: IngestSummary) -> None:

@@ -180,6 +180,12 @@ class Settings(BaseSettings):
     )
     max_question_chars: int = Field(2000, ge=10, description="longer questions are a 422")
     max_upload_bytes: int = Field(20_000_000, ge=1, description="larger uploads are a 413")
+    ingest_async_bytes: int = Field(
+        1_000_000,
+        ge=0,
+        description="an upload larger than this (its files together) is answered at once with "
+        "202 and an ingest job to follow (GET /v1/jobs/{id}); 0 = every upload",
+    )
     rate_limit: int = Field(
         0, ge=0, description="requests per minute per API key (or client address); 0 = off"
     )

@@ -35,10 +35,12 @@ PIPELINE_VERSION = 6
 
 
 class Progress(Protocol):
-    """Chunk counts: the total grows as documents are read, a group at a time."""
+    """Chunk counts: the total grows as documents are read, a group at a time; and the files'
+    results as they are decided (a group's when it is committed)."""
 
     def add_total(self, chunks: int) -> None: ...
     def advance(self, chunks: int) -> None: ...
+    def finished(self, results: Sequence[IngestResult]) -> None: ...
 
 
 def make_doc_id(source: str) -> str:
@@ -190,10 +192,16 @@ class Ingestor:
         seen: dict[str, str] = {}  # doc_id → source
         group: list[_Prepared] = []
         group_chunks = 0
+
+        def decided(done: list[IngestResult]) -> None:
+            results.extend(done)
+            if progress:
+                progress.finished(done)
+
         for item in inputs:
             result, prep = self._admit(item, committed, seen)
             if result is not None:
-                results.append(result)
+                decided([result])
                 continue
             assert prep is not None
             group.append(prep)
@@ -201,10 +209,10 @@ class Ingestor:
             if progress:
                 progress.add_total(len(prep.chunks))
             if group_chunks >= self.group_chunks:
-                results.extend(self._embed_and_write(group, progress))
+                decided(self._embed_and_write(group, progress))
                 group, group_chunks = [], 0
         if group:
-            results.extend(self._embed_and_write(group, progress))
+            decided(self._embed_and_write(group, progress))
         if prune:
             for doc_id, info in committed.items():
                 if doc_id not in seen and self.store.delete_document(doc_id):

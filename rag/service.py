@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from rag.embeddings import Embedder
 from rag.errors import LLMError, NotFound, Unsupported
 from rag.generation import ms_since
 from rag.ingest import Ingestor, Progress
+from rag.jobs import Job, JobQueue
 from rag.kbs import KnowledgeBase, KnowledgeBases, Spanning
 from rag.llm import make_chat_model
 from rag.retrieval import HybridRetriever, SearchMode
@@ -164,6 +166,25 @@ class RAGService:
         kb: str | None = None,
     ) -> IngestSummary:
         return self.kb(kb).ingestor.ingest_bytes(files, progress=progress)
+
+    @cached_property
+    def jobs(self) -> JobQueue:
+        """The ingest jobs of this data dir (``rag.jobs``)."""
+        return JobQueue(
+            self.settings.data_dir / "jobs",
+            lambda kb, files, progress: self.ingest_bytes(files, progress, kb),
+        )
+
+    def submit_ingest(self, files: Sequence[tuple[str, bytes]], kb: str | None = None) -> Job:
+        """Ingest ``files`` into ``kb`` in the background; the job says how far it got."""
+        return self.jobs.submit(self.kb(kb).name, files)  # an unknown KB: NotFound now
+
+    def job(self, job_id: str) -> Job:
+        return self.jobs.get(job_id)
+
+    def resume_jobs(self) -> None:
+        """Start the job worker, taking up again the jobs a stopped process left unfinished."""
+        self.jobs.start()
 
     def delete_document(self, doc_id: str, kb: str | None = None) -> bool:
         return self.kb(kb).store.delete_document(doc_id)

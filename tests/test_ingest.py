@@ -122,6 +122,8 @@ def test_file_changing_mid_ingest_fails_and_keeps_the_old_version(
         def advance(self, chunks: int) -> None:
             path.write_text("戊市来访下降70%,又改了。", encoding="utf-8")
 
+        def finished(self, results: object) -> None: ...
+
     summary = fresh.ingest([path], progress=Saboteur())
     (result,) = summary.documents
     assert result.status == "failed" and "changed while" in (result.message or "")
@@ -150,6 +152,8 @@ def test_large_ingest_streams_in_committed_groups(seeded: RAGService, tmp_path: 
 
         def advance(self, chunks: int) -> None:
             embedded_after.append(len(read))
+
+        def finished(self, results: object) -> None: ...
 
     with pytest.raises(Interrupted):
         fresh.ingest_bytes(corpus(stop_at=5), progress=Watch())

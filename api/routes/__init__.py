@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends
 
 from api.auth import authenticate
 from api.limits import rate_limit
-from api.routes import chat, documents, embeddings, kbs, openai, search
+from api.routes import chat, documents, embeddings, jobs, kbs, openai, search
 
 # The key first: a request with a bad key is refused without counting against a valid one.
 KEYED = (Depends(authenticate), Depends(rate_limit))
@@ -22,6 +22,6 @@ KEYED = (Depends(authenticate), Depends(rate_limit))
 
 def v1_router() -> APIRouter:
     v1 = APIRouter(dependencies=KEYED)
-    for module in (chat, openai, embeddings, search, documents, kbs):
+    for module in (chat, openai, embeddings, search, documents, jobs, kbs):
         v1.include_router(module.router)
     return v1

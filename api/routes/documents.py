@@ -7,9 +7,10 @@ right (else a 403)."""
 # reads their annotations (the KB dependency, local to it) as objects, not as names.
 from collections.abc import Callable
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, UploadFile
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller
@@ -17,6 +18,7 @@ from api.deps import AppSettings, Service
 from api.errors import APIError
 from api.schemas import Deleted, DocumentList, UploadResponse
 from rag.errors import NotFound
+from rag.jobs import Job
 from rag.loaders import SUPPORTED_SUFFIXES
 from rag.schemas import DocumentText
 
@@ -69,12 +71,24 @@ def _install(prefix: str, kb_of: Callable[..., str]) -> None:
         caller.check_read(kb)
         return await run_in_threadpool(service.document, doc_id, kb)  # NotFound: a 404
 
-    @router.post(f"{prefix}/documents", response_model=UploadResponse)
+    @router.post(
+        f"{prefix}/documents",
+        response_model=UploadResponse,
+        responses={202: {"model": Job, "description": "a large upload: the job ingesting it"}},
+    )
     async def upload(
-        file: list[UploadFile], kb: KB, caller: Caller, service: Service, settings: AppSettings
-    ) -> UploadResponse:
+        file: list[UploadFile],
+        kb: KB,
+        caller: Caller,
+        service: Service,
+        settings: AppSettings,
+        job: bool = Query(False, description="ingest as a job (202) whatever the size"),
+    ) -> Any:
+        """Ingest the files: small uploads answer with their results (200); one larger than
+        RAG_INGEST_ASYNC_BYTES, or with ``job=true``, at once with the job ingesting it (202,
+        ``Location: /v1/jobs/{id}``)."""
         caller.check_write(kb)
-        await run_in_threadpool(service.kb, kb)  # an unknown KB: 404 before the upload is read
+        await run_in_threadpool(service.kb, kb)  # an unknown KB: 404 before the files are read
         limit = settings.max_upload_bytes
         items = []
         for f in file:
@@ -83,6 +97,13 @@ def _install(prefix: str, kb_of: Callable[..., str]) -> None:
             if len(data) > limit:
                 raise APIError(413, f"{name}: larger than {limit} bytes")
             items.append((name, data))
+        if job or sum(len(data) for _, data in items) > settings.ingest_async_bytes:
+            queued = await run_in_threadpool(service.submit_ingest, items, kb)
+            return JSONResponse(
+                queued.model_dump(mode="json"),
+                status_code=202,
+                headers={"Location": f"/v1/jobs/{queued.job}"},
+            )
         summary = await run_in_threadpool(service.ingest_bytes, items, None, kb)
         return UploadResponse(documents=summary.documents)
 
