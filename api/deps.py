@@ -35,7 +35,8 @@ async def asked_kbs(kbs: Sequence[str] | None, service: RAGService, caller: Prin
     before a stream starts, so that it is an error response, not an error event."""
     names = list(dict.fromkeys(kbs or [service.default_kb]))
     caller.check_read_all(names)
-    await run_in_threadpool(service.kbs.select, names)
+    if names != [service.default_kb]:  # the default KB always exists
+        await run_in_threadpool(service.kbs.select, names)
     return names
 
 

@@ -27,7 +27,9 @@ started) and the client's clock (loopback: the chain started at the response's a
 Queue wait = the sum of the two; p50/p95/max are reported.
 
 `--soak SECONDS` keeps one steady level (`--concurrency`, default 8) for that long: no request
-cap; new requests stop at the end and those running finish. Meanwhile the server process's RSS
+cap; new requests stop at the end and those running finish. With `--upload-every S`, an upload
+runs beside the chats every S seconds (one document replaced with new text each time, every other
+one as an ingest job followed to its end); upload errors are counted apart. Meanwhile the server process's RSS
 is sampled every `--sample-every` seconds (psutil if installed, else `/proc/PID/status` VmRSS;
 the child's pid with `--serve`, `--pid` with `--url`): before the load (after warm-up), after,
 the max and the slope (MiB per minute, least squares, over all samples and over the second half).
@@ -345,10 +347,43 @@ async def soak(
     request_timeout: float,
     pid: int | None,
     every: float,
+    upload_every: float | None = None,
 ) -> dict[str, Any]:
-    """One steady level for ``seconds`` while sampling the server's RSS."""
+    """One steady level for ``seconds`` while sampling the server's RSS; with
+    ``upload_every``, an upload beside the chats every that many seconds."""
     samples: list[tuple[float, float]] = []  # (seconds since the start, MiB)
     t0 = time.perf_counter()
+    uploads: Counter[str] = Counter()
+
+    async def uploader() -> None:
+        """Replace one document with new text each time (the index keeps its size): an
+        upload as a job (202, then polled to its end) or, small, answered at once (200)."""
+        assert upload_every is not None
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as http:
+            for n in itertools.count():
+                await asyncio.sleep(upload_every)
+                text = (
+                    f"浸泡测试文档\n\n第{n}次上传：某县新建公园{n % 97}个，绿地{n % 89}公顷。" * 40
+                )
+                try:
+                    r = await http.post(
+                        "/v1/documents",
+                        params={"job": "true"} if n % 2 else None,
+                        files={"file": ("soak-upload.txt", text.encode(), "text/plain")},
+                    )
+                    if r.status_code == 202:
+                        job = r.json()["job"]
+                        while (state := (await http.get(f"/v1/jobs/{job}")).json())[
+                            "status"
+                        ] not in ("done", "failed"):
+                            await asyncio.sleep(0.5)
+                        uploads[
+                            "ok" if state["status"] == "done" and not state["errors"] else "error"
+                        ] += 1
+                    else:
+                        uploads["ok" if r.status_code == 200 else "error"] += 1
+                except (httpx.TransportError, json.JSONDecodeError, KeyError):
+                    uploads["error"] += 1
 
     def sample() -> None:
         if pid is not None and (mib := rss_mib(pid)) is not None:
@@ -362,6 +397,7 @@ async def soak(
     sample()
     before = samples[0][1] if samples else None
     task = asyncio.create_task(sampler())
+    beside = asyncio.create_task(uploader()) if upload_every else None
     results, wall = await run_level(
         url,
         headers,
@@ -374,9 +410,12 @@ async def soak(
         drain=True,
     )
     task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    if beside is not None:
+        beside.cancel()
+    await asyncio.gather(task, *([beside] if beside else []), return_exceptions=True)
     sample()
     summary = summarize(results, concurrency, wall, backend == "local")
+    summary["uploads"] = dict(uploads)
     memory: dict[str, Any] = {"pid": pid, "samples": len(samples)}
     if samples:
         t, m = np.array([s[0] for s in samples]), np.array([s[1] for s in samples])
@@ -419,6 +458,13 @@ def main() -> None:
     ap.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request")
     ap.add_argument("--soak", type=float, metavar="SECONDS", help="steady load this long")
     ap.add_argument("--sample-every", type=float, default=5.0, help="soak: RSS sample period")
+    ap.add_argument(
+        "--upload-every",
+        type=float,
+        metavar="SECONDS",
+        help="soak: upload beside the chats this often (one document replaced each time, "
+        "every other upload as an ingest job)",
+    )
     ap.add_argument(
         "--kbs", type=int, default=0, metavar="N", help="with --serve: N KBs, one vs all N"
     )
@@ -475,6 +521,7 @@ def main() -> None:
                     args.request_timeout,
                     served.pid,
                     args.sample_every,
+                    args.upload_every,
                 )
             )
             results.append(soaked)
@@ -568,6 +615,8 @@ def main() -> None:
             )
         else:
             console.print("server RSS: not sampled (no pid; pass --pid with --url)")
+        if args.upload_every:
+            console.print(f"uploads beside the soak: {soaked['uploads']}")
     write_json(
         args.json_out,
         {
@@ -580,6 +629,7 @@ def main() -> None:
             "timeout_s": args.timeout,
             "request_timeout_s": args.request_timeout,
             "soak_s": args.soak,
+            "upload_every_s": args.upload_every,
             "kbs": args.kbs,
             "kb_max_open": args.max_open,
             "kb_corpus": str(args.kb_corpus) if args.kb_corpus else None,

@@ -204,10 +204,16 @@ class Ingestor:
                 decided([result])
                 continue
             assert prep is not None
-            group.append(prep)
-            group_chunks += len(prep.chunks)
             if progress:
                 progress.add_total(len(prep.chunks))
+            if len(prep.chunks) > self.group_chunks:  # larger than a group on its own
+                if group:
+                    decided(self._embed_and_write(group, progress))
+                    group, group_chunks = [], 0
+                decided([self._embed_and_write_large(prep, progress)])
+                continue
+            group.append(prep)
+            group_chunks += len(prep.chunks)
             if group_chunks >= self.group_chunks:
                 decided(self._embed_and_write(group, progress))
                 group, group_chunks = [], 0
@@ -280,6 +286,33 @@ class Ingestor:
                 c.metadata["section"] = section
         attach_facts(doc, chunks)
         return _Prepared(doc, chunks, item, "replaced" if previous is not None else "added")
+
+    def _embed_and_write_large(self, p: _Prepared, progress: Progress | None) -> IngestResult:
+        """A document of more chunks than a group: embedded and written a group at a time,
+        uncommitted, then committed at once; memory holds one group's vectors, not the file's.
+        On any failure its written chunks are removed and its committed version stays."""
+        result = IngestResult(
+            doc_id=p.doc.doc_id, source=p.doc.source, status=p.status, chunks=len(p.chunks)
+        )
+        try:
+            for i in range(0, len(p.chunks), self.group_chunks):
+                part = p.chunks[i : i + self.group_chunks]
+                texts = [index_text(p.doc.title, p.doc.region, c.text) for c in part]
+                self.store.add_chunks(
+                    [(p.doc, part, encode_sorted(self.embedder, texts, progress))]
+                )
+            if _changed(p.input):
+                self.store.discard(p.doc)
+                message = "file changed while it was being ingested; run again"
+                return result.model_copy(update={"status": "failed", "message": message})
+            self.store.commit_documents([(p.doc, len(p.chunks))])
+        except OSError as exc:
+            self.store.discard(p.doc)
+            return result.model_copy(update={"status": "failed", "message": str(exc)})
+        except BaseException:
+            self.store.discard(p.doc)
+            raise
+        return result
 
     def _embed_and_write(
         self, group: list[_Prepared], progress: Progress | None

@@ -228,6 +228,18 @@ class ChromaStore:
         that grows with the collection, so per-document writes made a large ingest quadratic."""
         if not items:
             return
+        try:
+            self.add_chunks(items)
+            self.commit_documents([(doc, len(chunks)) for doc, chunks, _ in items])
+        except Exception:
+            for doc, _, _ in items:
+                self.discard(doc)
+            raise
+
+    def add_chunks(self, items: Sequence[tuple[Document, Sequence[Chunk], np.ndarray]]) -> None:
+        """Write chunks without committing them: they count once ``commit_documents`` writes
+        their documents' manifest records. A large document's chunks may come in several calls
+        (the ingest embeds and writes it a group at a time)."""
         ids: list[str] = []
         vectors: list[np.ndarray] = []
         texts: list[str] = []
@@ -244,42 +256,49 @@ class ChromaStore:
             vectors.append(vecs)
             texts += [c.text for c in chunks]
             metas += [self._chunk_meta(doc, c) for c in chunks]
-        docs = [doc for doc, _, _ in items]
+        if not ids:
+            return
         matrix = np.concatenate(vectors)
-        try:
-            step = self._max_batch
-            for i in range(0, len(ids), step):
-                self.chunks.upsert(
-                    ids=ids[i : i + step],
-                    embeddings=matrix[i : i + step],
-                    documents=texts[i : i + step],
-                    metadatas=metas[i : i + step],
-                )
-            for i in range(0, len(docs), step):  # the commit point
-                part = [(doc, len(chunks)) for doc, chunks, _ in items[i : i + step]]
-                self.docs.upsert(
-                    ids=[doc.doc_id for doc, _ in part],
-                    embeddings=[_UNIT] * len(part),
-                    documents=[doc.text for doc, _ in part],
-                    metadatas=[
-                        _clean_meta(_info(doc, n).model_dump(exclude={"doc_id"})) for doc, n in part
-                    ],
-                )
-        except Exception:
-            for doc in docs:
-                self._delete_chunks(doc.doc_id, keep_hash=self._committed_hash(doc.doc_id))
-            raise
+        step = self._max_batch
+        for i in range(0, len(ids), step):
+            self.chunks.upsert(
+                ids=ids[i : i + step],
+                embeddings=matrix[i : i + step],
+                documents=texts[i : i + step],
+                metadatas=metas[i : i + step],
+            )
+
+    def commit_documents(self, docs: Sequence[tuple[Document, int]]) -> None:
+        """The commit point: the documents' manifest records (with their chunk counts), after
+        which their chunks count and their earlier versions' chunks are removed."""
+        if not docs:
+            return
+        step = self._max_batch
+        for i in range(0, len(docs), step):
+            part = docs[i : i + step]
+            self.docs.upsert(
+                ids=[doc.doc_id for doc, _ in part],
+                embeddings=[_UNIT] * len(part),
+                documents=[doc.text for doc, _ in part],
+                metadatas=[
+                    _clean_meta(_info(doc, n).model_dump(exclude={"doc_id"})) for doc, n in part
+                ],
+            )
         # earlier versions of these documents (a version shared with another document in the
         # same group would stay behind uncommitted, to be collected by the next ingest)
         self.chunks.delete(
             where={
                 "$and": [
-                    {"doc_id": {"$in": [d.doc_id for d in docs]}},
-                    {"content_hash": {"$nin": sorted({d.content_hash for d in docs})}},
+                    {"doc_id": {"$in": [d.doc_id for d, _ in docs]}},
+                    {"content_hash": {"$nin": sorted({d.content_hash for d, _ in docs})}},
                 ]
             }
         )
         self._bump_version()
+
+    def discard(self, doc: Document) -> None:
+        """Remove the chunks written for ``doc`` that are not its committed version."""
+        self._delete_chunks(doc.doc_id, keep_hash=self._committed_hash(doc.doc_id))
 
     @cached_property
     def _max_batch(self) -> int:

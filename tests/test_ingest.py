@@ -222,3 +222,61 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("RAG_CHUNKING__TARGET_CHARS", "300")
     s = Settings()
     assert (s.data_dir, s.embedding.batch_size, s.chunking.target_chars) == (tmp_path, 8, 300)
+
+
+def _long_text(version: int, sentences: int = 24) -> bytes:
+    return (
+        "长篇测试报告\n\n".encode()
+        + "".join(
+            f"第{i}段：长篇市第{version}版报告第{i}项工作进展顺利，受理来信{100 + i}件，"
+            f"同比下降了{i % 40 + 1}%，各部门落实责任，推进矛盾纠纷化解，完善工作机制。\n"
+            for i in range(sentences)
+        ).encode()
+    )
+
+
+def test_a_document_larger_than_a_group_is_written_a_group_at_a_time(
+    seeded: RAGService, tmp_path: Path
+) -> None:
+    """Its vectors are embedded and written a group at a time, uncommitted until the last: a
+    reader meanwhile sees the committed version only, and a failure halfway leaves that
+    version and no stray chunks."""
+    fresh = service_copy(seeded, tmp_path / "data", ingest_group_chunks=2)
+    assert fresh.ingest_bytes([("long.txt", _long_text(1))]).count("added") == 1
+    (old,) = fresh.documents()
+    assert old.chunks > 4  # several groups
+    stored = fresh.store.count_chunks()
+    batches: list[int] = []
+    seen_meanwhile: list[tuple[str, int]] = []
+
+    class Watch:
+        def __init__(self, fail_at: int | None = None) -> None:
+            self.fail_at = fail_at
+
+        def add_total(self, chunks: int) -> None: ...
+
+        def advance(self, chunks: int) -> None:
+            batches.append(chunks)
+            (doc,) = fresh.documents()
+            seen_meanwhile.append((doc.content_hash, doc.chunks))
+            if self.fail_at is not None and len(batches) == self.fail_at:
+                raise RuntimeError("embedder failed halfway")
+
+        def finished(self, results: object) -> None: ...
+
+    with pytest.raises(RuntimeError, match="halfway"):
+        fresh.ingest_bytes([("long.txt", _long_text(2))], progress=Watch(fail_at=3))
+    assert fresh.documents() == [old] and fresh.store.count_chunks() == stored
+    assert {h for h, _ in seen_meanwhile} == {old.content_hash}
+
+    batches.clear()
+    seen_meanwhile.clear()
+    summary = fresh.ingest_bytes([("long.txt", _long_text(2))], progress=Watch())
+    assert summary.documents[0].status == "replaced"
+    assert max(batches) <= 2 and sum(batches) == summary.documents[0].chunks
+    assert {h for h, _ in seen_meanwhile} == {old.content_hash}  # committed only at the end
+    (new,) = fresh.documents()
+    assert new.content_hash != old.content_hash
+    assert fresh.store.count_chunks() == new.chunks  # the old version's chunks are gone
+    hits = fresh.search("长篇市第2版报告第7项工作", top_k=1, mode="bm25")
+    assert hits and "第2版" in hits[0].text

@@ -99,6 +99,14 @@ def open_server(tmp_path: Path, seeded: RAGService) -> Iterator[str]:
         yield base
 
 
+@pytest.fixture
+def jobs_server(tmp_path: Path, seeded: RAGService) -> Iterator[str]:
+    """An empty index, no API keys, every upload an ingest job (RAG_INGEST_ASYNC_BYTES=0)."""
+    service = service_copy(seeded, tmp_path / "data", ingest_async_bytes=0)
+    with serve(create_app(service.settings, service)) as base:
+        yield base
+
+
 def new_page(browser: Browser, problems: list[str], viewport: ViewportSize = DESKTOP) -> Page:
     """A fresh page that records uncaught errors and CSP violations into ``problems``."""
     page = browser.new_page(viewport=viewport, locale="zh-CN")
@@ -429,3 +437,29 @@ def test_history_sent_is_capped(browser: Browser, open_server: str) -> None:
     # The same question back from the server: no "answered as" line.
     expect(page.locator("#standalone-question")).to_be_hidden()
     assert problems == []
+
+
+def test_a_job_upload_shows_its_progress_then_its_results(
+    browser: Browser, jobs_server: str
+) -> None:
+    problems: list[str] = []
+    page = new_page(browser, problems)
+    page.goto(jobs_server + "/")
+    expect(page.locator("#docs-count")).to_contain_text("0")
+    towns = [
+        {
+            "name": f"town{i}.txt",
+            "mimeType": "text/plain",
+            "buffer": f"测试{i}镇工作通报\n\n测试{i}镇新建公园{i + 3}个。".encode(),
+        }
+        for i in range(6)
+    ]
+    page.set_input_files("#file-input", files=towns)  # type: ignore[arg-type]
+    job = page.locator("#upload-status li.job")
+    expect(job).to_have_attribute("data-status", "done", timeout=SLOW)
+    expect(job).to_contain_text("6/6")
+    bar = job.locator("progress")
+    assert bar.get_attribute("value") == bar.get_attribute("max")
+    expect(page.locator("#upload-status li[data-status='added']")).to_have_count(6)
+    expect(page.locator("#doc-list li")).to_have_count(6)
+    assert not problems, problems

@@ -530,6 +530,12 @@
     failed: "失败 / failed",
     removed: "已删除 / removed",
   };
+  const JOB_STATUS = {
+    queued: "排队中 / queued",
+    running: "处理中 / ingesting",
+    done: "完成 / done",
+    failed: "失败 / failed",
+  };
 
   async function loadDocuments() {
     showError($("docs-error"), "");
@@ -598,7 +604,8 @@
       status.prepend(row);
     }
     try {
-      const result = await api("/v1/documents", { method: "POST", body: form });
+      let result = await api("/v1/documents", { method: "POST", body: form });
+      if (result.job) result = await followJob(result, status); // 202: a job
       for (const r of result.documents) {
         const row = rows.get(r.source) || status.insertBefore(el("li"), status.firstChild);
         row.className = `status-${r.status}`;
@@ -615,6 +622,34 @@
     }
     docCache.clear();
     await loadDocuments();
+  }
+
+  // A large upload is ingested as a job (202): a progress bar follows it until it ends, then
+  // its per-file results are shown as a small upload's are. A job that failed as a whole throws.
+  async function followJob(job, status) {
+    const bar = el("progress", { className: "job-progress", max: 1, value: 0 });
+    const label = el("span", { className: "job-label" });
+    const row = el("li", { className: "job" }, bar, " ", label);
+    row.dataset.job = job.job;
+    status.prepend(row);
+    for (;;) {
+      const total = Math.max(job.chunks_total, job.chunks_done, 1);
+      bar.max = total;
+      bar.value = job.chunks_done;
+      label.textContent =
+        `${job.files_done}/${job.files.length} 文件 / files, ` +
+        `${job.chunks_done}/${job.chunks_total} 段 / chunks` +
+        (job.errors ? `, ${job.errors} 失败 / failed` : "") +
+        ` — ${JOB_STATUS[job.status] || job.status}`;
+      row.dataset.status = job.status;
+      if (job.status === "done") {
+        bar.max = bar.value = Math.max(job.chunks_total, 1);
+        return job;
+      }
+      if (job.status === "failed") throw new Error(job.error || JOB_STATUS.failed);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      job = await api(`/v1/jobs/${encodeURIComponent(job.job)}`);
+    }
   }
 
   function setupDocuments() {
