@@ -81,6 +81,22 @@ def _only_result(r: httpx.Response) -> dict[str, Any]:
     return doc  # type: ignore[no-any-return]
 
 
+def _followed(base: str, r: httpx.Response) -> dict[str, Any]:
+    """The one file's result, of a small upload (200) or of the job a large one became (202)."""
+    if r.status_code != 202:
+        return _only_result(r)
+    deadline = time.monotonic() + 120
+    while (job := httpx.get(f"{base}/v1/jobs/{r.json()['job']}", headers=H).json())["status"] in (
+        "queued",
+        "running",
+    ):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    assert job["status"] == "done", job
+    (doc,) = job["documents"]
+    return doc  # type: ignore[no-any-return]
+
+
 def _assert_error(r: httpx.Response, status: int) -> None:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json")
@@ -296,15 +312,15 @@ def test_hostile_files_each_get_a_defined_status_and_lose_nothing(live: tuple[st
     when it is merely odd), the server stays up, its memory within RSS_BOUND_MIB, and the index
     keeps answering what it answered before."""
     base = live[0]
-    known = _only_result(_post(base, "known.txt", TEXT))
+    known = _only_result(_post(base, "known.txt", "戊县2026年新建公园41个。".encode()))
     assert known["status"] in ("added", "unchanged")
-    question = {"question": "某县2024年新建公园多少个?", "backend": "extractive"}
+    question = {"question": "戊县2026年新建公园多少个?", "backend": "extractive"}
     before_answer = httpx.post(f"{base}/v1/chat", headers=H, json=question, timeout=60).json()
-    assert "12个" in before_answer["answer"], before_answer
+    assert "41个" in before_answer["answer"], before_answer
     rss0 = _rss_mib()
     seen = []
     for name, data, message in HOSTILE:
-        doc = _only_result(_post(base, name, data, "application/octet-stream"))
+        doc = _followed(base, _post(base, name, data, "application/octet-stream"))
         seen.append((name[:30], doc["status"], (doc["message"] or "")[:90]))
         if message:
             assert doc["status"] == "failed" and message in doc["message"], doc
@@ -317,7 +333,7 @@ def test_hostile_files_each_get_a_defined_status_and_lose_nothing(live: tuple[st
         print("  ", *row)
     assert grown < RSS_BOUND_MIB
     after = httpx.post(f"{base}/v1/chat", headers=H, json=question, timeout=60).json()
-    assert "12个" in after["answer"] and after["citations"], after
+    assert "41个" in after["answer"] and after["citations"], after
 
 
 def test_the_same_file_uploaded_twenty_times_at_once_is_one_document(
@@ -334,7 +350,6 @@ def test_the_same_file_uploaded_twenty_times_at_once_is_one_document(
     docs = httpx.get(f"{base}/v1/documents", headers=H, params={"limit": 1000}).json()
     same = [d for d in docs["documents"] if d["doc_id"] == "same"]
     assert len(same) == 1, same
-    hits = httpx.post(
-        f"{base}/v1/search", headers=H, json={"query": "丁县新建公园", "top_k": 10}
-    ).json()["hits"]
-    assert [h["doc_id"] for h in hits].count("same") == same[0]["chunks"]
+    body = {"query": "丁县新建公园", "top_k": 50, "filters": {"doc_id": "same"}}
+    hits = httpx.post(f"{base}/v1/search", headers=H, json=body).json()["hits"]
+    assert len(hits) == same[0]["chunks"]  # each chunk once: no copy left by the racers
