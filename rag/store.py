@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -30,6 +31,9 @@ from rag.errors import StoreError as StoreError
 from rag.errors import StoreUnavailable as StoreUnavailable
 from rag.schemas import Chunk, Document, DocumentInfo, Filters
 
+# Uncommitted chunks younger than this are a write in flight, not garbage: longer than any one
+# document takes to embed and write (RAG_LIMITS__MAX_CHARS bounds it: minutes on 2 cores).
+GARBAGE_GRACE_S = 3600.0
 # One vector for manifest records (Chroma stores a vector with every record).
 _UNIT = [1.0]
 _PAGE = 1000
@@ -273,6 +277,7 @@ class ChromaStore:
         which their chunks count and their earlier versions' chunks are removed."""
         if not docs:
             return
+        previous = self._committed_hashes_of([d.doc_id for d, _ in docs])
         step = self._max_batch
         for i in range(0, len(docs), step):
             part = docs[i : i + step]
@@ -284,21 +289,25 @@ class ChromaStore:
                     _clean_meta(_info(doc, n).model_dump(exclude={"doc_id"})) for doc, n in part
                 ],
             )
-        # earlier versions of these documents (a version shared with another document in the
-        # same group would stay behind uncommitted, to be collected by the next ingest)
-        self.chunks.delete(
-            where={
-                "$and": [
-                    {"doc_id": {"$in": [d.doc_id for d, _ in docs]}},
-                    {"content_hash": {"$nin": sorted({d.content_hash for d, _ in docs})}},
-                ]
-            }
-        )
+        # The versions these replaced, and only those: a newer version another writer has in
+        # flight for the same document is not this commit's to remove.
+        replaced = [
+            {"$and": [{"doc_id": d.doc_id}, {"content_hash": previous[d.doc_id]}]}
+            for d, _ in docs
+            if previous.get(d.doc_id) not in (None, d.content_hash)
+        ]
+        for i in range(0, len(replaced), _PAGE):
+            clauses = replaced[i : i + _PAGE]
+            self.chunks.delete(where=clauses[0] if len(clauses) == 1 else {"$or": clauses})
         self._bump_version()
 
     def discard(self, doc: Document) -> None:
-        """Remove the chunks written for ``doc`` that are not its committed version."""
-        self._delete_chunks(doc.doc_id, keep_hash=self._committed_hash(doc.doc_id))
+        """Remove the chunks written for this version of ``doc``, unless it is the committed
+        one (another writer's version of the same document is left alone)."""
+        if self._committed_hash(doc.doc_id) != doc.content_hash:
+            self.chunks.delete(
+                where={"$and": [{"doc_id": doc.doc_id}, {"content_hash": doc.content_hash}]}
+            )
 
     @cached_property
     def _max_batch(self) -> int:
@@ -308,17 +317,21 @@ class ChromaStore:
         if not self.docs.get(ids=[doc_id], include=[])["ids"]:
             return False
         self.docs.delete(ids=[doc_id])  # uncommit first: its chunks stop counting at once
-        self._delete_chunks(doc_id, keep_hash=None)
+        self._delete_chunks(doc_id)
         self._bump_version()
         return True
 
-    def collect_garbage(self) -> int:
-        """Delete chunks that belong to no committed version (left by an interrupted ingest)."""
+    def collect_garbage(self, grace_s: float = GARBAGE_GRACE_S) -> int:
+        """Delete chunks that belong to no committed version (left by an interrupted ingest)
+        and were written more than ``grace_s`` ago: a version another writer (this process or
+        another replica) is writing now is not garbage yet, however long its document takes."""
         committed = self._committed_hashes()
+        cutoff = time.time() - grace_s
         stale = [
             c.id
             for c in self.iter_chunks(committed_only=False)
             if committed.get(c.metadata["doc_id"]) != c.metadata["content_hash"]
+            and float(c.metadata.get("written_at", 0)) < cutoff
         ]
         for i in range(0, len(stale), _PAGE):
             self.chunks.delete(ids=stale[i : i + _PAGE])
@@ -326,16 +339,21 @@ class ChromaStore:
             self._bump_version()
         return len(stale)
 
+    def _committed_hashes_of(self, doc_ids: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for i in range(0, len(doc_ids), _PAGE):
+            got = self.docs.get(ids=doc_ids[i : i + _PAGE], include=["metadatas"])
+            for doc_id, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
+                out[doc_id] = str(meta["content_hash"])
+        return out
+
     def _committed_hash(self, doc_id: str) -> str | None:
         got = self.docs.get(ids=[doc_id], include=["metadatas"])
         metas = got["metadatas"] or []
         return str(metas[0]["content_hash"]) if metas else None
 
-    def _delete_chunks(self, doc_id: str, keep_hash: str | None) -> None:
-        where: dict[str, Any] = {"doc_id": doc_id}
-        if keep_hash is not None:
-            where = {"$and": [{"doc_id": doc_id}, {"content_hash": {"$ne": keep_hash}}]}
-        self.chunks.delete(where=where)
+    def _delete_chunks(self, doc_id: str) -> None:
+        self.chunks.delete(where={"doc_id": doc_id})
 
     @staticmethod
     def _chunk_meta(doc: Document, c: Chunk) -> dict[str, Any]:
@@ -352,6 +370,7 @@ class ChromaStore:
                 "end": c.end,
                 "chunk_index": c.index,
                 "content_hash": doc.content_hash,
+                "written_at": int(time.time()),  # garbage only long after (collect_garbage)
             }
         )
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from rag.chunking import chunk_document
 from rag.config import Settings
 from rag.schemas import IngestSummary
 from rag.service import RAGService
@@ -280,3 +282,38 @@ def test_a_document_larger_than_a_group_is_written_a_group_at_a_time(
     assert fresh.store.count_chunks() == new.chunks  # the old version's chunks are gone
     hits = fresh.search("长篇市第2版报告第7项工作", top_k=1, mode="bm25")
     assert hits and "第2版" in hits[0].text
+
+
+def test_a_write_in_flight_is_neither_garbage_nor_another_commits_to_remove(
+    fresh: RAGService,
+) -> None:
+    """Two writers of one document (replicas, or concurrent uploads): chunks written but not yet
+    committed survive another ingest's garbage collection and another version's commit, so the
+    writer's own commit finds them all."""
+    from rag.ingest import build_document, content_hash
+    from rag.loaders import Loaded
+
+    store = fresh.store
+
+    def version(text: str) -> tuple[Any, list[Any], Any]:
+        doc = build_document(
+            "y.txt", Loaded(text), content_hash(text.encode(), fresh.settings.chunking)
+        )
+        chunks = chunk_document(doc.doc_id, doc.text, 400, 600, 1)
+        return doc, chunks, fresh.embedder.encode_passages([c.text for c in chunks])
+
+    first, second, third = (version(f"庚市{n}年信访总量下降{n}%。") for n in (2031, 2032, 2033))
+    store.write_documents([first])
+    store.add_chunks([second])  # writer A, in flight
+    assert fresh.ingest_bytes([("other.txt", "辛市来访下降5%。".encode())]).count("added") == 1
+    assert store.collect_garbage() == 0  # the ingest above collected nothing either
+    store.write_documents([third])  # writer B commits another version meanwhile
+    store.commit_documents([(second[0], len(second[1]))])  # writer A's commit
+    (doc,) = [d for d in fresh.documents() if d.doc_id == "y"]
+    assert doc.content_hash == second[0].content_hash
+    assert [c.text for c in store.iter_chunks() if c.metadata["doc_id"] == "y"] == [
+        c.text for c in second[1]
+    ]
+    # each commit removed the version it replaced, so nothing is left over
+    assert store.collect_garbage(grace_s=0) == 0
+    assert store.count_chunks() == len(second[1]) + 1  # and other.txt's one chunk
