@@ -107,6 +107,7 @@ class JobQueue:
 
     def submit(self, kb: str, files: Sequence[tuple[str, bytes]]) -> Job:
         """Keep the files and queue a job to ingest them into ``kb``."""
+        self.start()  # first: taking up unfinished jobs must not take this one too
         job = Job(
             job=uuid.uuid4().hex, kb=kb, files=[name for name, _ in files], created=time.time()
         )
@@ -116,7 +117,6 @@ class JobQueue:
             (folder / f"{i:05d}").write_bytes(data)
         self.save(job)
         self._prune()
-        self.start()
         self._queue.put(job.job)
         return job
 

@@ -202,3 +202,16 @@ def test_a_job_survives_kill_9_and_is_never_half_committed(tmp_path: Path) -> No
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+
+
+def test_a_job_submitted_through_the_library_runs_once(seeded: RAGService, tmp_path: Path) -> None:
+    """Without the API (no resume at start), the first job starts the worker and runs once."""
+    service = service_copy(seeded, tmp_path / "data")
+    job = service.submit_ingest([_town(i) for i in range(3)])
+    deadline = time.monotonic() + 120
+    while not (state := service.job(job.job)).ended:
+        assert time.monotonic() < deadline, state
+        time.sleep(0.05)
+    assert state.status == "done" and state.restarts == 0 and state.files_done == 3
+    assert [d.status for d in state.documents] == ["added"] * 3
+    assert len(service.documents()) == 3
