@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
@@ -27,6 +28,17 @@ def get_settings(request: Request) -> Settings:
 
 # Knowledge bases one search or chat may ask of at once.
 MAX_KBS = 16
+
+# The ``kbs`` field of /v1/search, /v1/chat and /v1/chat/completions.
+KBsField = Annotated[
+    list[str] | None,
+    Field(
+        min_length=1,
+        max_length=MAX_KBS,
+        description="the knowledge bases asked (default: the default KB); each hit and "
+        "citation names its KB",
+    ),
+]
 
 
 async def asked_kbs(kbs: Sequence[str] | None, service: RAGService, caller: Principal) -> list[str]:

@@ -105,6 +105,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 300) -> None:
+    """Until the server at ``url`` answers /readyz; SystemExit if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited ({proc.returncode}); see {log}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the server did not get ready; see {log}")
+        time.sleep(0.5)
+
+
 def kb_names(n: int, corpus: Path | None = None) -> list[str]:
     prefix = "load" if corpus is None else f"load-{corpus.name}"
     return [f"{prefix}-{i:02d}" for i in range(1, n + 1)]
@@ -113,16 +129,12 @@ def kb_names(n: int, corpus: Path | None = None) -> list[str]:
 def make_kbs(n: int, corpus: Path | None = None) -> None:
     """N knowledge bases in the seeds' eval index (kept: a rerun changes nothing): each of the
     seeds, or with ``corpus`` each of one N-th of its files (file i in KB i mod N)."""
-    from rag.errors import NotFound
     from rag.service import RAGService
 
     service = RAGService(eval_settings("seeds"))
     files = sorted(p for p in corpus.iterdir() if p.is_file()) if corpus else []
     for i, name in enumerate(kb_names(n, corpus)):
-        try:
-            service.kb(name)
-        except NotFound:
-            service.create_kb(name)
+        service.create_kb(name, exist_ok=True)
         summary = service.ingest(files[i::n] if corpus else [ROOT / "seeds"], kb=name)
         console.print(f"[dim]{name}: {summary.count('added')} added[/dim]")
 
@@ -162,18 +174,7 @@ def serve(
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 300
-            while True:
-                if proc.poll() is not None:
-                    raise SystemExit(f"the server exited ({proc.returncode}); see {log}")
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the server did not get ready; see {log}")
-                time.sleep(0.5)
+            wait_ready(url, proc, log)
             yield Served(url, proc.pid)
         finally:
             proc.terminate()

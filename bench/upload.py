@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._results import default_json, write_json
-from bench.load import _free_port, rss_mib
+from bench.load import _free_port, rss_mib, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -67,16 +67,7 @@ def measure(root: Path, data: bytes) -> dict[str, Any]:
             time.sleep(0.25)
 
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, f"the server exited; see {folder / 'server.log'}"
-            assert time.monotonic() < deadline, "the server did not get ready"
-            try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
+        wait_ready(base, proc, folder / "server.log")
         before = rss_mib(proc.pid)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()

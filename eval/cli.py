@@ -277,15 +277,11 @@ def _progress() -> Progress:
 def _local_target(dataset: str, kb: str | None = None) -> LocalTarget:
     """The library on the dataset's own index (its KB ``kb``, made if missing), its corpus
     ingested (cached after a first run)."""
-    from rag.errors import NotFound
     from rag.service import RAGService
 
     service = RAGService(eval_settings(dataset))
     if kb:
-        try:
-            service.kb(kb)
-        except NotFound:
-            service.create_kb(kb)
+        service.create_kb(kb, exist_ok=True)
     with err.status(f"indexing the {dataset} corpus (cached after the first run)…"):
         summary = ingest_corpus(service, load_dataset(dataset), kb)
     if summary.failed:

@@ -200,7 +200,8 @@ class KnowledgeBases:
         return self.settings.model_copy(update={"collection": self.collection(name)})
 
     def _open_kb(self, name: str, create: bool) -> KnowledgeBase:
-        self.opens += 1
+        with self._lock:  # KBs of different names open at once
+            self.opens += 1
         settings = self._settings(name)
         embedder = self._embedder()
         if name == self.default and self._default_store is not None:
@@ -225,11 +226,10 @@ class KnowledgeBases:
         if name != self.default and not KB_NAME.fullmatch(name):
             raise no_such_kb(name)
         kb = self._held(name)
-        # Another replica may have deleted it (or deleted it and made a new one).
-        if kb is None or (name != self.default and not kb.store.alive()):
+        if kb is None or self._gone(name, kb):
             with self._opening_lock(name):
                 kb = self._held(name)
-                if kb is None or (name != self.default and not kb.store.alive()):
+                if kb is None or self._gone(name, kb):
                     kb = self._open_kb(name, create=False)
         with self._lock:
             self._open[name] = kb
@@ -237,6 +237,11 @@ class KnowledgeBases:
             kb.used = time.monotonic()
             self._release_beyond(self.settings.kb.max_open)
             return kb
+
+    def _gone(self, name: str, kb: KnowledgeBase) -> bool:
+        """Whether a KB held open was deleted (or deleted and made again) since it was opened,
+        by this process or another replica (the default KB is never deleted)."""
+        return name != self.default and not kb.store.alive()
 
     def _held(self, name: str) -> KnowledgeBase | None:
         with self._lock:
@@ -290,7 +295,7 @@ class KnowledgeBases:
                 continue
             with self._lock:
                 kb = self._open.get(name)
-            if kb is None or (name != self.default and not kb.store.alive()):
+            if kb is None or self._gone(name, kb):
                 try:
                     kb = self._open_kb(name, create=False)
                 except NotFound:  # deleted since it was listed
@@ -298,10 +303,12 @@ class KnowledgeBases:
             out.append(kb.info())
         return out
 
-    def create(self, name: str) -> KBInfo:
+    def create(self, name: str, exist_ok: bool = False) -> KBInfo:
         check_name(name)
         with self._lock:
             if name == self.default or name in self.names():
+                if exist_ok:
+                    return self.get(name).info()
                 raise Conflict(f"knowledge base '{name}' exists already")
             kb = self._open[name] = self._open_kb(name, create=True)
             self._release_beyond(self.settings.kb.max_open)

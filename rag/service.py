@@ -140,10 +140,10 @@ class RAGService:
         """Every KB (or those ``keep`` keeps), the default first, with its counts."""
         return self.kbs.infos(keep)
 
-    def create_kb(self, name: str) -> KBInfo:
-        """A new, empty KB (``Conflict`` if one of that name exists, ``BadInput`` for a name
-        that breaks the rules: ``rag.kbs.NAME_RULE``)."""
-        return self.kbs.create(name)
+    def create_kb(self, name: str, exist_ok: bool = False) -> KBInfo:
+        """A new, empty KB (``Conflict`` if one of that name exists, unless ``exist_ok``;
+        ``BadInput`` for a name that breaks the rules: ``rag.kbs.NAME_RULE``)."""
+        return self.kbs.create(name, exist_ok)
 
     def delete_kb(self, name: str) -> None:
         self.kbs.delete(name)

@@ -348,9 +348,7 @@ class ChromaStore:
         return out
 
     def _committed_hash(self, doc_id: str) -> str | None:
-        got = self.docs.get(ids=[doc_id], include=["metadatas"])
-        metas = got["metadatas"] or []
-        return str(metas[0]["content_hash"]) if metas else None
+        return self._committed_hashes_of([doc_id]).get(doc_id)
 
     def _delete_chunks(self, doc_id: str) -> None:
         self.chunks.delete(where={"doc_id": doc_id})

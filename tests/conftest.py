@@ -6,15 +6,19 @@ non-loopback socket is blocked for the whole run (pytest-socket, see pyproject a
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -96,3 +100,47 @@ def service_copy(seeded: RAGService, data_dir: Path, **overrides: object) -> RAG
     """A service on its own data dir, sharing the loaded embedder with ``seeded``."""
     settings = seeded.settings.model_copy(update={"data_dir": data_dir, **overrides})
     return RAGService(settings, embedder=seeded.embedder)
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, deadline: float) -> None:
+    """Until the API process at ``base`` answers /readyz (fails if it exits or ``deadline``, a
+    ``time.monotonic()``, passes; its log's tail is shown)."""
+    while True:
+        assert proc.poll() is None, f"API exited:\n{log.read_text(errors='replace')[-3000:]}"
+        assert time.monotonic() < deadline, f"API did not start:\n{log.read_text()[-3000:]}"
+        try:
+            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+
+
+def poll_job(
+    base: str, headers: dict[str, str], job_id: str, timeout: float = 120.0, every: float = 0.1
+) -> list[dict[str, Any]]:
+    """Every state of an ingest job read from ``GET /v1/jobs/{id}`` until it ends."""
+    states: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        r = httpx.get(f"{base}/v1/jobs/{job_id}", headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+        states.append(r.json())
+        if states[-1]["status"] in ("done", "failed"):
+            return states
+        assert time.monotonic() < deadline, states[-1]
+        time.sleep(every)
+
+
+def blank_pdf(pages: int, password: str | None = None) -> bytes:
+    """A real PDF of ``pages`` blank pages (encrypted with ``password``, if given)."""
+    from pypdf import PdfWriter
+
+    w = PdfWriter()
+    for _ in range(pages):
+        w.add_blank_page(612, 792)
+    if password:
+        w.encrypt(password)
+    buf = io.BytesIO()
+    w.write(buf)
+    return buf.getvalue()

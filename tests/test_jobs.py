@@ -22,7 +22,7 @@ from api.client import RAGClient
 from rag.jobs import Job
 from rag.service import RAGService
 
-from .conftest import ROOT, free_port, serve, service_copy
+from .conftest import ROOT, free_port, poll_job, serve, service_copy, wait_ready
 
 KEY = "jobs-key"
 UVICORN = (sys.executable, "-m", "uvicorn", "--factory", "api.app:app_factory")
@@ -48,17 +48,8 @@ def live(seeded: RAGService, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield base
 
 
-def _poll(base: str, job_id: str, timeout: float = 120) -> list[Job]:
-    states = []
-    deadline = time.monotonic() + timeout
-    while True:
-        r = httpx.get(f"{base}/v1/jobs/{job_id}", headers=H, timeout=30)
-        assert r.status_code == 200, r.text
-        states.append(Job.model_validate(r.json()))
-        if states[-1].ended:
-            return states
-        assert time.monotonic() < deadline, states[-1]
-        time.sleep(0.1)
+def _poll(base: str, job_id: str) -> list[Job]:
+    return [Job.model_validate(state) for state in poll_job(base, H, job_id)]
 
 
 def test_a_large_upload_is_a_job_with_progress_and_a_small_one_is_not(live: str) -> None:
@@ -132,16 +123,7 @@ def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 180
-    while True:
-        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-        assert time.monotonic() < deadline, "the API did not start"
-        try:
-            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
+    wait_ready(base, proc, log, time.monotonic() + 180)
 
 
 @pytest.mark.slow
@@ -176,13 +158,7 @@ def test_a_job_survives_kill_9_and_is_never_half_committed(tmp_path: Path) -> No
 
         proc = _start(data_dir, port, log)
         _ready(base, proc, log)
-        deadline = time.monotonic() + 180
-        while (state := httpx.get(f"{base}/v1/jobs/{job_id}", headers=H).json())["status"] in (
-            "queued",
-            "running",
-        ):
-            assert time.monotonic() < deadline, state
-            time.sleep(0.2)
+        state = poll_job(base, H, job_id, timeout=180, every=0.2)[-1]
         assert state["status"] == "done" and state["restarts"] == 1, state
         assert state["files_done"] == 40 and state["errors"] == 0
         statuses = {d["status"] for d in state["documents"]}

@@ -116,6 +116,7 @@ def test_kb_names_conflicts_and_the_default(kbs: RAGService) -> None:
             kbs.create_kb(bad)
     with pytest.raises(Conflict):
         kbs.create_kb("a")
+    assert kbs.create_kb("a", exist_ok=True).documents == 1  # the one there, as it was
     with pytest.raises(Conflict):
         kbs.create_kb("documents")
     with pytest.raises(Conflict, match="cannot be deleted"):

@@ -7,6 +7,8 @@ import pytest
 
 from rag.loaders import LoadError, decode, load_bytes
 
+from .conftest import blank_pdf
+
 SAMPLE = "延吉市2016年集體訪人次同比下降52%。"
 
 
@@ -108,19 +110,6 @@ def test_broken_pdf_and_docx_are_clear_errors() -> None:
         load_bytes(b"PK not a zip", ".docx")
 
 
-def _blank_pdf(pages: int = 1, password: str | None = None) -> bytes:
-    from pypdf import PdfWriter
-
-    w = PdfWriter()
-    for _ in range(pages):
-        w.add_blank_page(612, 792)
-    if password:
-        w.encrypt(password)
-    buf = io.BytesIO()
-    w.write(buf)
-    return buf.getvalue()
-
-
 def test_limits_are_checked_before_the_work_and_named() -> None:
     from rag.config import IngestLimits
     from rag.loaders import html_depth
@@ -129,9 +118,9 @@ def test_limits_are_checked_before_the_work_and_named() -> None:
     cases = [
         ("延吉市".encode() * 400, ".txt", "RAG_LIMITS__MAX_CHARS"),  # 1,200 chars
         (b"x" * 5000, ".txt", "RAG_LIMITS__MAX_CHARS (x4)"),  # refused before decoding
-        (_blank_pdf(11), ".pdf", "RAG_LIMITS__MAX_PDF_PAGES"),
-        (_blank_pdf(1, password="pw"), ".pdf", "encrypted PDF"),
-        (_blank_pdf(3)[:300], ".pdf", "unreadable PDF"),
+        (blank_pdf(11), ".pdf", "RAG_LIMITS__MAX_PDF_PAGES"),
+        (blank_pdf(1, password="pw"), ".pdf", "encrypted PDF"),
+        (blank_pdf(3)[:300], ".pdf", "unreadable PDF"),
         (b"<div>" * 51 + "深".encode() + b"</div>" * 51, ".html", "RAG_LIMITS__MAX_HTML_DEPTH"),
     ]
     for data, suffix, message in cases:

@@ -24,7 +24,7 @@ import pytest
 
 from rag.service import RAGService
 
-from .conftest import ROOT, free_port, require
+from .conftest import ROOT, free_port, require, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -131,15 +131,7 @@ def _start_api(folder: Path, chroma_url: str) -> Replica:
 
 
 def _wait_ready(replica: Replica, deadline: float) -> None:
-    while True:
-        assert replica.proc.poll() is None, f"API exited:\n{_tail(replica.log)}"
-        assert time.monotonic() < deadline, f"API did not start:\n{_tail(replica.log)}"
-        try:
-            if httpx.get(f"{replica.url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
+    wait_ready(replica.url, replica.proc, replica.log, deadline)
 
 
 @pytest.fixture(scope="module")

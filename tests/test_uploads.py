@@ -29,7 +29,7 @@ from api.app import create_app
 from rag.loaders import DEFAULT_LIMITS
 from rag.service import RAGService
 
-from .conftest import ROOT, serve, service_copy
+from .conftest import ROOT, blank_pdf, poll_job, serve, service_copy
 
 pytestmark = pytest.mark.slow
 
@@ -85,13 +85,7 @@ def _followed(base: str, r: httpx.Response) -> dict[str, Any]:
     """The one file's result, of a small upload (200) or of the job a large one became (202)."""
     if r.status_code != 202:
         return _only_result(r)
-    deadline = time.monotonic() + 120
-    while (job := httpx.get(f"{base}/v1/jobs/{r.json()['job']}", headers=H).json())["status"] in (
-        "queued",
-        "running",
-    ):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.1)
+    job = poll_job(base, H, r.json()["job"])[-1]
     assert job["status"] == "done", job
     (doc,) = job["documents"]
     return doc  # type: ignore[no-any-return]
@@ -269,19 +263,6 @@ def test_undecodable_and_empty_files_fail_alone(
     assert os.path.isdir(root / "a" / "b" / "data")
 
 
-def _blank_pdf(pages: int, password: str | None = None) -> bytes:
-    from pypdf import PdfWriter
-
-    w = PdfWriter()
-    for _ in range(pages):
-        w.add_blank_page(612, 792)
-    if password:
-        w.encrypt(password)
-    buf = io.BytesIO()
-    w.write(buf)
-    return buf.getvalue()
-
-
 def _rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -293,9 +274,9 @@ def _rss_mib() -> float:
 RSS_BOUND_MIB = 600
 
 HOSTILE: list[tuple[str, bytes, str]] = [
-    ("blank-2000-pages.pdf", _blank_pdf(2000), "RAG_LIMITS__MAX_PDF_PAGES"),
-    ("truncated.pdf", _blank_pdf(5)[:400], "unreadable PDF"),
-    ("encrypted.pdf", _blank_pdf(1, "secret"), "encrypted PDF"),
+    ("blank-2000-pages.pdf", blank_pdf(2000), "RAG_LIMITS__MAX_PDF_PAGES"),
+    ("truncated.pdf", blank_pdf(5)[:400], "unreadable PDF"),
+    ("encrypted.pdf", blank_pdf(1, "secret"), "encrypted PDF"),
     ("nested.html", b"<div>" * 100_000 + "深".encode() + b"</div>" * 100_000, "MAX_HTML_DEPTH"),
     ("binary.txt", bytes(range(256)) * 64, "binary"),
     ("not-a-zip.docx", b"PK\x03\x04 this is no zip at all" * 10, "DOCX"),

@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller
 from api.deps import (
-    MAX_KBS,
     AppSettings,
+    KBsField,
     Service,
     asked_kbs,
     check_history,
@@ -43,13 +43,7 @@ class ChatRequest(BaseModel):
         description="earlier turns, oldest first: a follow-up ('农村呢?') is answered as the "
         "standalone question they make of it (returned as standalone_question)",
     )
-    kbs: list[str] | None = Field(
-        None,
-        min_length=1,
-        max_length=MAX_KBS,
-        description="the knowledge bases asked (default: the default KB); each hit and "
-        "citation names its KB",
-    )
+    kbs: KBsField = None
 
 
 @router.post("/v1/chat", response_model=Answer)

@@ -29,8 +29,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller
 from api.deps import (
-    MAX_KBS,
     AppSettings,
+    KBsField,
     Service,
     asked_kbs,
     check_history,
@@ -94,13 +94,7 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = None
     stop: str | list[str] | None = None
     # Ours, not OpenAI's (the OpenAI client's ``extra_body``):
-    kbs: list[str] | None = Field(
-        None,
-        min_length=1,
-        max_length=MAX_KBS,
-        description="the knowledge bases asked (default: the default KB); each hit and "
-        "citation names its KB",
-    )
+    kbs: KBsField = None
 
 
 class AssistantMessage(BaseModel):

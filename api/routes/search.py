@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller
-from api.deps import MAX_KBS, AppSettings, Service, asked_kbs, check_question
+from api.deps import AppSettings, KBsField, Service, asked_kbs, check_question
 from rag.retrieval import SearchMode
 from rag.schemas import Filters, SearchResponse
 
@@ -25,13 +25,7 @@ class SearchRequest(BaseModel):
     top_k: int | None = Field(None, ge=1, le=100, description="default: the server's answer.top_k")
     mode: SearchMode = "hybrid"
     filters: Filters | None = None
-    kbs: list[str] | None = Field(
-        None,
-        min_length=1,
-        max_length=MAX_KBS,
-        description="the knowledge bases asked (default: the default KB); each hit and "
-        "citation names its KB",
-    )
+    kbs: KBsField = None
 
 
 @router.post("/v1/search", response_model=SearchResponse)
