@@ -21,6 +21,7 @@ from rag.chunking import chunk_document
 from rag.config import ChunkingSettings, IngestLimits
 from rag.embeddings import Embedder
 from rag.facts import attach_facts
+from rag.lexical import join_tokens, tokenize
 from rag.loaders import SUPPORTED_SUFFIXES, Loaded, LoadError, load_bytes
 from rag.periods import heading_at, headings
 from rag.schemas import Chunk, Document, DocumentInfo, IngestResult, IngestStatus, IngestSummary
@@ -30,8 +31,8 @@ from rag.text import guess_date, guess_region, guess_title, index_text
 # Bump when cleaning, chunking or metadata extraction change: every document is then re-indexed.
 # 3: indicator facts stored with the chunks; 4: one unit vocabulary; 5: facts with their period
 # and kind (rag/periods.py), chunks with their section heading; 6: boilerplate removed by span
-# within a line (a one-line article keeps its text)
-PIPELINE_VERSION = 6
+# within a line (a one-line article keeps its text); 7: each chunk's BM25 tokens stored with it
+PIPELINE_VERSION = 7
 
 
 class Progress(Protocol):
@@ -295,6 +296,8 @@ class Ingestor:
             section = heading_at(parts, c.start)
             if section:
                 c.metadata["section"] = section
+            # tokenized once, here: the lexical index is built from these, never re-tokenized
+            c.metadata["tokens"] = join_tokens(tokenize(index_text(doc.title, doc.region, c.text)))
         attach_facts(doc, chunks)
         return _Prepared(doc, chunks, item, "replaced" if previous is not None else "added")
 

@@ -32,11 +32,11 @@ from rag.chain import AnswerChain
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.errors import BadInput, Conflict, NotFound
-from rag.facts import FactTable, facts_from_chunks
 from rag.ingest import Ingestor
 from rag.lexical import Vocabulary
 from rag.retrieval import HybridRetriever, SearchMode
 from rag.schemas import DocumentInfo, Fact, Filters, KBInfo, SearchHit
+from rag.segments import Segments
 from rag.store import ChromaStore, make_client
 
 KB_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?$")
@@ -71,8 +71,6 @@ class KnowledgeBase:
         self.embedder = embedder
         self.store = store
         self.used = time.monotonic()
-        self._facts = FactTable()
-        self._catalog: tuple[int, list[DocumentInfo]] | None = None
 
     @cached_property
     def ingestor(self) -> Ingestor:
@@ -81,20 +79,25 @@ class KnowledgeBase:
 
     @property
     def lexical_dir(self) -> Path:
-        """Where this process keeps the KB's lexical index. Another KB than the default one
-        keys it by its collection's id too: a KB deleted and made again under the same name
-        (through any replica) never meets the index of the old one."""
+        """Where the KB's pieces (lexical index, facts, catalog: ``rag.segments``) are kept in
+        this data dir. Another KB than the default one keys it by its collection's id too: a KB
+        deleted and made again under the same name (through any replica) never meets the
+        pieces of the old one."""
         folder = self.settings.collection
         if self.settings.collection != self.default_collection:
             folder += f"@{self.store.chunks.id}"
         return self.settings.data_dir / "lexical" / folder
 
     @cached_property
+    def segments(self) -> Segments:
+        return Segments(self.lexical_dir, self.store, self.name)
+
+    @cached_property
     def retriever(self) -> HybridRetriever:
-        return HybridRetriever.from_service_parts(
+        return HybridRetriever(
             store=self.store,
             embedder=self.embedder,
-            index_dir=self.lexical_dir,
+            lexical=self.segments.lexical_index,
             top_k=self.settings.answer.top_k,
             kb=self.name,
         )
@@ -104,21 +107,16 @@ class KnowledgeBase:
         return answer_chain(self.retriever, self.settings, self.facts, self.catalog)
 
     def facts(self) -> list[Fact]:
-        """Every indicator fact of the committed documents (reloaded when the index moves)."""
-        return self._facts.get(
-            self.store.version, lambda: facts_from_chunks(self.store.iter_chunks(), self.name)
-        )
+        """Every indicator fact of the committed documents (current with the store)."""
+        return self.segments.snapshot().facts()
 
     def documents(self) -> list[DocumentInfo]:
         return sorted(self.store.committed().values(), key=lambda d: d.source)
 
     def catalog(self) -> list[DocumentInfo]:
-        """The committed documents, read again only when the index moves (the answer chain
-        scopes a question to a year's or a place's documents with it)."""
-        version = self.store.version
-        if self._catalog is None or self._catalog[0] != version:
-            self._catalog = (version, self.documents())
-        return self._catalog[1]
+        """The committed documents (current with the store; the answer chain scopes a question
+        to a year's or a place's documents with it)."""
+        return self.segments.snapshot().catalog
 
     def info(self) -> KBInfo:
         return KBInfo(

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from rag.config import DEFAULT_TOP_K
-from rag.embeddings import Embedder
-from rag.lexical import LexicalIndex, LexicalIndexCache, Words
+from rag.lexical import LexicalIndex, Words
 from rag.schemas import Filters, SearchHit
 from rag.store import ChromaStore, StoredChunk, doc_id_of
-from rag.text import index_text, normalize
+from rag.text import normalize
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
 RRF_K = 60
@@ -70,21 +67,6 @@ def diversify(ranked: list[str], doc_of: dict[str, str], per_doc: int) -> list[s
     return lead + rest
 
 
-def top_positive(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the ``n`` highest positive scores, best first, ties in index order (as a stable
-    sort of all scores would give), without sorting them all: a partition finds the n-th best, so
-    the cost stays linear however large the index."""
-    pos = np.flatnonzero(scores > 0)
-    if n <= 0:
-        return pos[:0]
-    if pos.size > n:
-        vals = scores[pos]
-        kth = np.partition(vals, pos.size - n)[pos.size - n]  # the n-th highest
-        above = pos[vals > kth]
-        pos = np.concatenate([above, pos[vals == kth][: n - above.size]])
-    return pos[np.lexsort((pos, -scores[pos]))]
-
-
 class Retriever(Protocol):
     """What the answer chain searches: one knowledge base's ``HybridRetriever``, or several as
     one (``rag.kbs.Spanning``)."""
@@ -107,6 +89,7 @@ class HybridRetriever(BaseRetriever):
 
     store: Any
     embedder: Any
+    # () -> LexicalIndex: the lexical index current with the store (``rag.segments``)
     lexical: Any
     top_k: int = DEFAULT_TOP_K  # the service passes settings.answer.top_k
     mode: SearchMode = "hybrid"
@@ -117,12 +100,6 @@ class HybridRetriever(BaseRetriever):
     bm25_weight: float = 1.0
     per_doc: int = 1  # for comparison questions: leading passages per document
     kb: str | None = None  # the knowledge base searched, named on every hit
-
-    @classmethod
-    def from_service_parts(
-        cls, store: ChromaStore, embedder: Embedder, index_dir: Path, **kwargs: Any
-    ) -> HybridRetriever:
-        return cls(store=store, embedder=embedder, lexical=LexicalIndexCache(index_dir), **kwargs)
 
     # -- the two sides ---------------------------------------------------------------------------
 
@@ -140,33 +117,20 @@ class HybridRetriever(BaseRetriever):
         return [(cid, s) for cid, s in store.nearest(vector, n, filters) if index.holds(cid)]
 
     def lexical_index(self) -> LexicalIndex:
-        """The BM25 index, current with the store (rebuilt if another writer moved it)."""
-        store: ChromaStore = self.store
-        return self.lexical.get(  # type: ignore[no-any-return]
-            store.version,
-            lambda: (
-                (
-                    c.id,
-                    index_text(str(c.metadata.get("title", "")), c.metadata.get("region"), c.text),
-                )
-                for c in store.iter_chunks()
-            ),
-        )
+        """The BM25 index, current with the store (caught up if another writer moved it)."""
+        index: LexicalIndex = self.lexical()
+        return index
 
     def bm25(
         self, query: str, n: int, filters: Filters | None, index: LexicalIndex
     ) -> list[tuple[str, float]]:
-        scores = index.scores(query)
-        if scores.size == 0:
-            return []
         if filters is None:
-            return [(index.ids[i], float(scores[i])) for i in top_positive(scores, n)]
+            return index.top(query, n)
         # The filter is applied to the best-scoring candidates, over-fetched.
-        top = [index.ids[i] for i in top_positive(scores, max(n * 10, 200))]
+        top = index.top(query, max(n * 10, 200))
         store: ChromaStore = self.store
-        meta = store.get_metadata(top)
-        kept = [cid for cid in top if cid in meta and filters.matches(meta[cid])]
-        return [(cid, float(scores[index.position[cid]])) for cid in kept[:n]]
+        meta = store.get_metadata([cid for cid, _ in top])
+        return [(cid, s) for cid, s in top if cid in meta and filters.matches(meta[cid])][:n]
 
     # -- fused -----------------------------------------------------------------------------------
 

@@ -219,6 +219,48 @@ class ChromaStore:
         metas = got["metadatas"] or []
         return DocumentInfo(doc_id=doc_id, **dict(metas[0])) if metas else None
 
+    # What derived indexes read to follow the manifest without reading all of it: the ids of
+    # the committed documents (a listing without metadata), and the records committed since a
+    # time or named by id.
+
+    def committed_ids(self) -> set[str]:
+        """The ids of every committed document."""
+        return set(self.docs.get(include=[])["ids"])
+
+    def committed_since(self, ns: int) -> dict[str, Committed]:
+        """The records committed at ``ns`` (``time.time_ns()`` of the writer) or later; records
+        written before commits were stamped are not among them (``committed_records`` reads
+        those by id)."""
+        got = self.docs.get(where={"committed_ns": {"$gte": ns}}, include=["metadatas"])
+        return _records(got)
+
+    def committed_records(self, doc_ids: Sequence[str]) -> dict[str, Committed]:
+        """The committed records of these documents (those that are committed)."""
+        out: dict[str, Committed] = {}
+        for i in range(0, len(doc_ids), _PAGE):
+            out |= _records(self.docs.get(ids=list(doc_ids[i : i + _PAGE]), include=["metadatas"]))
+        return out
+
+    def chunks_of(
+        self, docs: Sequence[DocumentInfo]
+    ) -> Iterator[tuple[DocumentInfo, list[StoredChunk]]]:
+        """The chunks of committed versions, in order, read a page at a time; a version some of
+        whose chunks are no longer stored (replaced or deleted since its record was read) is
+        left out."""
+        page: list[DocumentInfo] = []
+        for doc in [*docs, None]:
+            if doc is not None:
+                page.append(doc)
+                if sum(d.chunks for d in page) < _PAGE:
+                    continue
+            ids = [chunk_id(d.doc_id, d.content_hash, i) for d in page for i in range(d.chunks)]
+            got = self.get_chunks(ids)
+            for d in page:
+                mine = [chunk_id(d.doc_id, d.content_hash, i) for i in range(d.chunks)]
+                if all(cid in got for cid in mine):
+                    yield d, [got[cid] for cid in mine]
+            page = []
+
     def document_text(self, doc_id: str) -> str | None:
         got = self.docs.get(ids=[doc_id], include=["documents"])
         docs = got["documents"] or []
@@ -279,6 +321,8 @@ class ChromaStore:
             return
         previous = self._committed_hashes_of([d.doc_id for d, _ in docs])
         step = self._max_batch
+        # When it was committed: readers of the manifest ask for what changed since (``since``).
+        stamp = time.time_ns()
         for i in range(0, len(docs), step):
             part = docs[i : i + step]
             self.docs.upsert(
@@ -286,7 +330,9 @@ class ChromaStore:
                 embeddings=[_UNIT] * len(part),
                 documents=[doc.text for doc, _ in part],
                 metadatas=[
-                    _clean_meta(_info(doc, n).model_dump(exclude={"doc_id"})) for doc, n in part
+                    _clean_meta(_info(doc, n).model_dump(exclude={"doc_id"}))
+                    | {"committed_ns": stamp}
+                    for doc, n in part
                 ],
             )
         # The versions these replaced, and only those: a newer version another writer has in
@@ -452,6 +498,23 @@ def where_clause(filters: Filters) -> dict[str, Any] | None:
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A manifest record: the document's info and when it was committed (0: before stamps)."""
+
+    info: DocumentInfo
+    ns: int
+
+
+def _records(got: Any) -> dict[str, Committed]:
+    return {
+        doc_id: Committed(
+            DocumentInfo(doc_id=doc_id, **dict(meta)), int(meta.get("committed_ns", 0))
+        )
+        for doc_id, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
+    }
 
 
 def _info(doc: Document, chunks: int) -> DocumentInfo:

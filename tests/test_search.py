@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rag.lexical import LexicalIndex
-from rag.retrieval import is_comparison, rrf, top_positive
+from rag.lexical import LexicalIndex, top_positive
+from rag.retrieval import is_comparison, rrf
 from rag.schemas import Filters
 from rag.service import RAGService
 from rag.store import chunk_id, doc_id_of
@@ -49,13 +51,15 @@ def test_only_ranking_and_which_places_questions_spread_over_documents(
     assert is_comparison(question) is spread
 
 
-def test_an_unknown_query_token_falls_back_to_known_pieces() -> None:
+def test_an_unknown_query_token_falls_back_to_known_pieces(tmp_path: Path) -> None:
     """jieba cuts 潘淑是哪里人 into 潘淑是 / 哪里 / 人, a token no passage holds; its known piece
     潘淑 still finds the passage."""
     index = LexicalIndex.build(
-        ["a", "b"], ["潘淑，会稽句章人，孙权的皇后。", "王沈，字处道，太原晋阳人。"], version=1
+        tmp_path / "piece",
+        ["a", "b"],
+        ["潘淑，会稽句章人，孙权的皇后。", "王沈，字处道，太原晋阳人。"],
     )
-    assert "潘淑是" not in index.bm25.vocab_dict
+    assert not index.knows("潘淑是")
     assert "潘淑" in index.known_tokens(["潘淑是", "哪里", "人"])
     scores = index.scores("潘淑是哪里人？")
     assert scores[0] > scores[1]
@@ -100,9 +104,17 @@ def test_filters_apply_to_both_sides(seeded: RAGService) -> None:
     assert dated and all(h.date and h.date >= "2021" for h in dated)
 
 
-def test_bm25_index_is_persisted_and_rebuilt_when_stale(seeded: RAGService) -> None:
+def test_the_lexical_index_is_kept_on_disk_and_taken_up_by_another_process(
+    seeded: RAGService, tmp_path: Path
+) -> None:
+    """The pieces a service wrote are what another service on the same data dir opens: it
+    reads no chunk from the store to answer."""
     folder = seeded.settings.data_dir / "lexical" / seeded.settings.collection
-    seeded.search("信访", mode="bm25")
-    assert (folder / "meta.json").exists()
-    cache = seeded.retriever.lexical
-    assert cache.get(seeded.store.version, lambda: iter(())).version == seeded.store.version
+    hits = seeded.search("信访", mode="bm25")
+    assert (folder / "state.json").exists() and list(folder.glob("piece-*"))
+    other = RAGService(seeded.settings, embedder=seeded.embedder)
+    assert [h.model_dump() for h in other.search("信访", mode="bm25")] == [
+        h.model_dump() for h in hits
+    ]
+    assert other.kb().segments.stats["chunks_read"] == 0
+    assert other.kb().segments.stats["adopted"] == 1

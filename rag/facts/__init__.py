@@ -22,13 +22,12 @@ from rag.facts.query import (
     implausible,
     parse_question,
 )
-from rag.facts.stored import FactTable, dump_facts, facts_from_chunks
+from rag.facts.stored import dump_facts, facts_from_chunks
 from rag.facts.taxonomy import Taxonomy, taxonomy
 
 __all__ = [
     "Comparison",
     "FactQuery",
-    "FactTable",
     "Taxonomy",
     "asked_kind",
     "attach_facts",

@@ -1,11 +1,10 @@
-"""How facts are stored with their chunks (JSON in the chunk's metadata, only what the chunk's
-own metadata does not say) and the table of all facts of an index, reloaded when it moves."""
+"""How facts are stored with their chunks: JSON in the chunk's metadata, only what the chunk's
+own metadata does not say (``rag.segments`` keeps every committed document's facts)."""
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from rag.schemas import Fact
@@ -55,24 +54,3 @@ def facts_from_chunks(chunks: Iterable[ChunkRecord], kb: str | None = None) -> I
                 kb=kb,
                 quote=c.text[d["start"] - offset : d["end"] - offset],
             )
-
-
-class FactTable:
-    """All facts of the committed chunks, reloaded when the index version moves."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._version: int | None = None
-        self._facts: list[Fact] = []
-
-    def get(self, version: int, load: Callable[[], Iterable[Fact]]) -> list[Fact]:
-        with self._lock:
-            if version != self._version:
-                seen: set[tuple[str, int, str, float]] = set()
-                facts = []
-                for f in load():
-                    if f.key not in seen:  # overlapping chunks carry a sentence twice
-                        seen.add(f.key)
-                        facts.append(f)
-                self._facts, self._version = facts, version
-            return self._facts
