@@ -82,6 +82,13 @@ class LLMSettings(BaseModel):
     threads: int = Field(2, ge=1, le=256, description="llama.cpp threads (keep ≤ free cores)")
     context_tokens: int = Field(4096, ge=512, le=32768, description="llama.cpp context size")
     max_tokens: int = Field(200, ge=16, le=4096, description="cap on generated tokens")
+    lookup_tokens: int = Field(
+        3,
+        ge=0,
+        le=64,
+        description="`local`: prompt lookup decoding, at most this many tokens copied from the "
+        "prompt as a draft per step and verified in one batch (same greedy tokens); 0 = off",
+    )
     timeout_s: float = Field(60.0, gt=0, description="past this, the extractive answer is used")
 
 

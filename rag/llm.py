@@ -11,6 +11,7 @@ Heavy imports happen inside the chosen branch: a user who never runs llama.cpp n
 
 from __future__ import annotations
 
+import codecs
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,7 @@ from pydantic import ConfigDict, PrivateAttr
 
 from rag.bundled.qwen import build_qwen
 from rag.config import LLMSettings
+from rag.decoding import DecodeStats, GreedyDecoder, common_prefix
 from rag.errors import LLMError as LLMError  # re-exported: callers catch it from here
 from rag.errors import ModelError
 
@@ -34,7 +36,8 @@ def to_openai_messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
 
 
 class ChatLlamaCpp(BaseChatModel):
-    """A llama.cpp GGUF model as a LangChain chat model; one shared, locked context."""
+    """A llama.cpp GGUF model as a LangChain chat model; one shared, locked context, greedy
+    decoding with prompt lookup drafts and saved prompt prefixes (``rag.decoding``)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -42,8 +45,11 @@ class ChatLlamaCpp(BaseChatModel):
     threads: int = 2
     context_tokens: int = 4096
     max_tokens: int = 200
+    lookup_tokens: int = 3
 
     _llama: Any = PrivateAttr(default=None)
+    _decoder: Any = PrivateAttr(default=None)
+    _format: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
@@ -54,12 +60,13 @@ class ChatLlamaCpp(BaseChatModel):
         if self._llama is None:
             try:
                 from llama_cpp import Llama
+                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
             except ImportError as exc:  # pragma: no cover - depends on the install
                 raise LLMError(
                     "llama-cpp-python is not installed (make install builds it once and caches "
                     "the wheel); or set RAG_LLM__BACKEND=extractive or openai"
                 ) from exc
-            self._llama = Llama(
+            llama = Llama(
                 model_path=self.model_path,
                 n_ctx=self.context_tokens,
                 n_threads=self.threads,
@@ -67,10 +74,45 @@ class ChatLlamaCpp(BaseChatModel):
                 verbose=False,
                 seed=0,
             )
+            # the model's own chat template, as llama-cpp-python's chat completion applies it
+            eos, bos = llama.token_eos(), llama.token_bos()
+            self._format = Jinja2ChatFormatter(
+                template=llama.metadata["tokenizer.chat_template"],
+                eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+                bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+                stop_token_ids=[eos],
+            )
+            self._decoder = GreedyDecoder(llama, lookup_tokens=self.lookup_tokens)
+            self._llama = llama
         return self._llama
+
+    @property
+    def stats(self) -> DecodeStats:
+        """Prompt and decoding counts since the model was loaded."""
+        self.load()
+        stats: DecodeStats = self._decoder.stats
+        return stats
 
     def count_tokens(self, text: str) -> int:
         return len(self.load().tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def _prompt(self, messages: list[BaseMessage]) -> tuple[list[int], int]:
+        """The prompt's tokens, and how many of them are the system message's (a prefix that
+        recurs: its state is kept)."""
+        llama = self.load()
+        chat = to_openai_messages(messages)
+        formatted = self._format(messages=chat)
+        text: str = formatted.prompt
+        add_bos = not formatted.added_special
+        tokens = llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        system = next((m["content"] for m in chat if m["role"] == "system"), "")
+        at = text.find(system) if system else -1
+        if at < 0:
+            return tokens, 0
+        head = llama.tokenize(
+            text[: at + len(system)].encode("utf-8"), add_bos=add_bos, special=True
+        )
+        return tokens, common_prefix(head, tokens)
 
     def _stream(
         self,
@@ -79,26 +121,34 @@ class ChatLlamaCpp(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        llama = self.load()
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
         with self._lock:
-            parts = llama.create_chat_completion(
-                messages=to_openai_messages(messages),
-                stream=True,
-                temperature=0.0,
-                top_k=1,
-                top_p=1.0,
-                repeat_penalty=1.0,
-                max_tokens=kwargs.get("max_tokens", self.max_tokens),
-                stop=stop or None,
-                seed=0,
-            )
-            for part in parts:
-                delta = part["choices"][0].get("delta", {}).get("content")
+            tokens, fixed = self._prompt(messages)
+            decoder: GreedyDecoder = self._decoder
+            utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            text = ""
+            for token in decoder.generate(tokens, fixed, max_tokens):
+                delta = utf8.decode(self._llama.detokenize([token]))
+                if stop:
+                    text += delta
+                    cut = min((i for s in stop if (i := text.find(s)) >= 0), default=-1)
+                    if cut >= 0:
+                        delta = delta[: max(0, len(delta) - (len(text) - cut))]
+                        if delta:
+                            yield self._chunk(delta, run_manager)
+                        return
                 if delta:
-                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
-                    if run_manager:
-                        run_manager.on_llm_new_token(delta, chunk=chunk)
-                    yield chunk
+                    yield self._chunk(delta, run_manager)
+            tail = utf8.decode(b"", final=True)
+            if tail:
+                yield self._chunk(tail, run_manager)
+
+    @staticmethod
+    def _chunk(delta: str, run_manager: CallbackManagerForLLMRun | None) -> ChatGenerationChunk:
+        chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
+        if run_manager:
+            run_manager.on_llm_new_token(delta, chunk=chunk)
+        return chunk
 
     def _generate(
         self,
@@ -144,4 +194,5 @@ def make_chat_model(settings: LLMSettings, models_dir: Any) -> BaseChatModel | N
         threads=settings.threads,
         context_tokens=settings.context_tokens,
         max_tokens=settings.max_tokens,
+        lookup_tokens=settings.lookup_tokens,
     )
