@@ -61,7 +61,9 @@ import random
 import re
 import shutil
 import sqlite3
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
@@ -83,8 +85,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-if __package__ in (None, ""):  # run as a script: make `bench` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a script: make `bench` (or a root's code) importable
+    sys.path.insert(0, os.environ.get("BENCH_ROOT") or str(Path(__file__).resolve().parents[1]))
 
 from bench._results import RESULTS_DIR, stamp, write_json
 from eval import metrics as M
@@ -102,6 +104,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
+ROOT_ENV = "BENCH_ROOT"  # set for a root's worker: that checkout's code comes first
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "crud_news" / "docs.jsonl.gz"
 DEFAULT_STEPS = "1000,10000,100000"
 RETRIEVERS: tuple[SearchMode, ...] = ("dense", "bm25", "hybrid")
@@ -345,22 +348,29 @@ def disk_bytes(folder: Path) -> int:
 
 
 def memory_mib() -> dict[str, float | None]:
-    """Resident set size now and at its peak (Linux /proc; else the peak from getrusage)."""
-    rss = peak = None
+    """Resident set size now and at its peak, and the part of it that is anonymous memory (the
+    process's own) and mapped files (shared with other processes mapping them); Linux /proc
+    (elsewhere the peak from getrusage)."""
+    fields = {
+        "VmRSS": "rss_mib",
+        "VmHWM": "peak_rss_mib",
+        "RssAnon": "anon_mib",
+        "RssFile": "file_mib",
+    }
+    found: dict[str, float | None] = dict.fromkeys(fields.values())
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) / 1024
-            elif line.startswith("VmHWM:"):
-                peak = int(line.split()[1]) / 1024
+            key = line.split(":", 1)[0]
+            if key in fields:
+                found[fields[key]] = int(line.split()[1]) / 1024
     except OSError:
         pass
-    if peak is None:
+    if found["peak_rss_mib"] is None:
         import resource
 
         maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak = maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
-    return {"rss_mib": _r(rss, 1), "peak_rss_mib": _r(peak, 1)}
+        found["peak_rss_mib"] = maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    return {k: _r(v, 1) for k, v in found.items()}
 
 
 def machine() -> dict[str, Any]:
@@ -450,6 +460,112 @@ def measure_queries(
     return first, stats
 
 
+def measure_update(
+    service: RAGService,
+    files: Iterator[tuple[str, bytes]],
+    queries: dict[str, str],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Ingest more documents into the grown index, then ask about them: the first query after
+    the ingest (it meets whatever the ingest left to do: a rebuild, or a catch-up) and the
+    following ones, each drawn from a new document, found or not in the top k."""
+    t0 = time.perf_counter()
+    summary = service.ingest_bytes(files)
+    ingest_s = time.perf_counter() - t0
+    added = [d for d in summary.documents if d.status == "added"]
+    asked = [(d.doc_id, queries[d.doc_id]) for d in added if d.doc_id in queries]
+    asked = random.Random(args.seed).sample(asked, min(len(asked), args.update_queries + 1))
+    if not asked:
+        raise SystemExit("no query could be drawn from the documents of the update")
+    ms: list[float] = []
+    found: list[float] = []
+    for doc_id, q in asked:
+        t0 = time.perf_counter()
+        hits = service.search(q, top_k=args.top_k, mode="hybrid")
+        ms.append((time.perf_counter() - t0) * 1000)
+        found.append(float(any(h.doc_id == doc_id for h in hits)))
+    err.print(f"update: {sum(d.chunks for d in added)} chunks, next query {ms[0]:.0f} ms")
+    return {
+        "documents": len(added),
+        "chunks": sum(d.chunks for d in added),
+        "ingest_seconds": _r(ingest_s, 2),
+        "next_query_ms": _r(ms[0], 1),
+        "next_query_found": bool(found[0]),
+        "then_p50_ms": _r(M.percentile(ms[1:], 50), 2) if len(ms) > 1 else None,
+        "then_p95_ms": _r(M.percentile(ms[1:], 95), 2) if len(ms) > 1 else None,
+        "new_documents_found": _r(M.mean(found), 3),
+        "queries": len(asked),
+    }
+
+
+COMPARISON = "哪个城市的地区生产总值增长最多?"
+
+
+def cold_start(
+    settings: Settings,
+    data_dir: Path,
+    indexed: list[str],
+    queries: dict[str, str],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """A replica started on the grown index (a new process with the checkout's code and default
+    settings on the same data dir): seconds from its start to its first answer, its first
+    comparison (which needs every fact), then query latency and its memory."""
+    asked = choose_queries(indexed, queries, args.queries, args.seed, -1)
+    with tempfile.TemporaryDirectory() as tmp:
+        given = Path(tmp) / "replica-in.json"
+        got = Path(tmp) / "replica-out.json"
+        given.write_text(
+            json.dumps({"question": asked[0][1], "comparison": COMPARISON, "queries": asked}),
+            encoding="utf-8",
+        )
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--replica", "--data-dir"]
+        cmd += [str(data_dir), "--replica-input", str(given), "--json-out", str(got)]
+        cmd += ["--top-k", str(args.top_k), "--t0", repr(time.time())]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+        subprocess.run(cmd, check=True, env=env, cwd=tempfile.gettempdir())
+        result: dict[str, Any] = json.loads(got.read_text())
+    err.print(
+        f"cold start: first answer after {result['first_answer_s']} s, "
+        f"RSS {result['memory']['rss_mib']} MiB"
+    )
+    return result
+
+
+def replica(args: argparse.Namespace) -> None:
+    """The replica of ``cold_start``: timed from the moment its parent started it."""
+    given = json.loads(args.replica_input.read_text(encoding="utf-8"))
+    service = RAGService(Settings().model_copy(update={"data_dir": args.data_dir}))
+    answer = service.answer(given["question"], backend="extractive")
+    first = time.time() - args.t0
+    t0 = time.perf_counter()
+    compared = service.answer(given["comparison"], backend="extractive")
+    comparison_s = time.perf_counter() - t0
+    ms: list[float] = []
+    found: list[float] = []
+    for doc_id, q in given["queries"]:
+        t0 = time.perf_counter()
+        hits = service.search(q, top_k=args.top_k, mode="hybrid")
+        ms.append((time.perf_counter() - t0) * 1000)
+        found.append(float(any(h.doc_id == doc_id for h in hits)))
+    result = {
+        "first_answer_s": _r(first, 2),
+        "first_answer_refused": answer.refused,
+        "comparison_s": _r(comparison_s, 2),
+        "comparison_facts": len(compared.facts or []),
+        "hybrid_p50_ms": _r(M.percentile(ms, 50), 2),
+        "hybrid_p95_ms": _r(M.percentile(ms, 95), 2),
+        f"recall_at_{args.top_k}": _r(M.mean(found), 3),
+        "memory": memory_mib(),
+    }
+    args.json_out.write_text(json.dumps(result), encoding="utf-8")
+
+
+def targets(steps: list[int], update_chunks: int) -> list[int]:
+    """The chunk counts the corpus is planned for: the steps, then the update beyond the last."""
+    return steps + ([steps[-1] + update_chunks] if update_chunks else [])
+
+
 # -- the run -------------------------------------------------------------------------------------
 
 
@@ -488,7 +604,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     base = Settings()
     data_dir: Path = args.data_dir or base.data_dir / "bench" / "scale"
     settings = base.model_copy(update={"data_dir": data_dir})
-    cache = cache_path(data_dir, settings.embedding)
+    cache = args.embedding_cache or cache_path(data_dir, settings.embedding)
     if args.fresh:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{cache}{suffix}").unlink(missing_ok=True)
@@ -499,7 +615,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     service = RAGService(settings, embedder=embedder)
     service.store  # noqa: B018 - open Chroma before any timing
 
-    p = plan(args.corpus, steps, settings, args.seed, args.raw_sample)
+    p = plan(args.corpus, targets(steps, args.update_chunks), settings, args.seed, args.raw_sample)
+    update = None
+    if args.update_chunks and len(p.steps) > len(steps):  # the last target: the update's
+        update = p.docs_needed.pop() - p.docs_needed[-1]
+        p.steps.pop()
+        p.chunks_expected.pop()
     err.print(
         f"plan: steps {p.steps} need {p.docs_needed} documents "
         f"(≈{p.chunks_expected} chunks), {p.seconds:.1f} s"
@@ -597,6 +718,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"{' (vectors from cache)' if from_cache else ''}, hybrid p50/p95 "
                 f"{h['p50_ms']}/{h['p95_ms']} ms"
             )
+        updated = measure_update(service, feed(docs, update), p.queries, args) if update else None
+        service_memory = memory_mib()
+        cold = cold_start(settings, data_dir, indexed, p.queries, args) if args.cold_start else None
     finally:
         docs.close()
         embedder.close()
@@ -634,6 +758,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "raw_embedder": raw,
         "steps": results,
+        "update": updated,
+        "memory_after": service_memory,
+        "cold_start": cold,
         "target": {
             "chunks": TARGET_CHUNKS,
             "hybrid_p95_ms": TARGET_HYBRID_P95_MS,
@@ -763,9 +890,11 @@ def fill_cache(args: argparse.Namespace) -> None:
     settings = Settings()
     data_dir: Path = args.data_dir or settings.data_dir / "bench" / "scale"
     embedder = CachedEmbedder(
-        settings.embedding, settings.models_dir, cache_path(data_dir, settings.embedding)
+        settings.embedding,
+        settings.models_dir,
+        args.embedding_cache or cache_path(data_dir, settings.embedding),
     )
-    p = plan(args.corpus, steps, settings, args.seed, 1)
+    p = plan(args.corpus, targets(steps, args.update_chunks), settings, args.seed, 1)
     c = settings.chunking
     group_size = settings.ingest_group_chunks
     docs = read_corpus(args.corpus)
@@ -861,25 +990,152 @@ def build_parser() -> argparse.ArgumentParser:
         help="only embed the chunks the steps need into the embedding cache (no index, no "
         "figures; resumable), so a later run measures without waiting on the model",
     )
+    ap.add_argument(
+        "--embedding-cache",
+        type=Path,
+        default=None,
+        help="the embedding cache file (default: beside the data dir)",
+    )
+    ap.add_argument(
+        "--update-chunks",
+        type=int,
+        default=1000,
+        help="after the last step, ingest documents of about this many more chunks and time "
+        "the next query (0: no update; default: %(default)s)",
+    )
+    ap.add_argument(
+        "--update-queries",
+        type=int,
+        default=20,
+        help="queries drawn from the update's documents after the first (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--no-cold-start",
+        dest="cold_start",
+        action="store_false",
+        help="skip the replica started on the grown index (first answer, memory)",
+    )
+    ap.add_argument(
+        "--root",
+        type=Path,
+        action="append",
+        help="a checkout to measure, in a process of its own with its code and virtual "
+        "environment (repeatable, in order: give the older one first to compare); each gets "
+        "an index of its own under the data dir, the embedding cache is shared",
+    )
+    for hidden in ("--worker", "--replica"):
+        ap.add_argument(hidden, action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--replica-input", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--t0", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--json-out", type=Path, help=argparse.SUPPRESS)
     return ap
+
+
+# The options a root's worker is given as they are (the data dir and the cache are its own).
+_PASSED = (
+    *("corpus", "steps", "max_chunks", "queries", "top_k", "raw_sample", "seed", "note"),
+    *("update_chunks", "update_queries"),
+)
+
+
+def python_of(root: Path) -> str:
+    """A checkout's own interpreter (``<root>/.venv``) where it has one, else this one."""
+    venv = root / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def run_root(root: Path, index: int, args: argparse.Namespace) -> dict[str, Any]:
+    """``run`` in a process with ``root``'s code, on an index of its own."""
+    base: Path = args.data_dir or Settings().data_dir / "bench" / "scale"
+    cache = args.embedding_cache or cache_path(base, Settings().embedding)
+    cmd = [python_of(root), str(Path(__file__).resolve()), "--worker"]
+    for name in _PASSED:
+        value = getattr(args, name)
+        if value is not None:
+            cmd += [f"--{name.replace('_', '-')}", str(value)]
+    if not args.cold_start:
+        cmd.append("--no-cold-start")
+    with tempfile.TemporaryDirectory() as tmp:
+        out_json = Path(tmp) / "worker.json"
+        cmd += ["--data-dir", str(base / f"{index}-{root.name or 'root'}")]
+        cmd += ["--embedding-cache", str(cache), "--json-out", str(out_json)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+        env |= {ROOT_ENV: str(root), "PYTHONUNBUFFERED": "1"}
+        err.print(f"[{root}] {cmd[0]}")
+        subprocess.run(cmd, check=True, cwd=root, env=env)
+        result: dict[str, Any] = json.loads(out_json.read_text())
+    return {"root": str(root), **result}
+
+
+def print_summary(results: list[dict[str, Any]]) -> None:
+    """One row per root: what the last step, the update and the replica measured."""
+    t = Table(
+        "root",
+        "chunks",
+        "hybrid p95 ms",
+        "first query after ingest s",
+        "update: next query ms (found)",
+        "replica: first answer s",
+        "first comparison s",
+        "replica RSS / anon / file MiB",
+        "bench RSS / peak MiB",
+        title="before / after, at the last step",
+    )
+    for r in results:
+        last = r["steps"][-1]
+        u, c, m = r.get("update"), r.get("cold_start"), last["memory"]
+        t.add_row(
+            Path(r["root"]).name or r["root"],
+            str(last["chunks"]),
+            _f(last["retrievers"]["hybrid"]["p95_ms"], ".1f"),
+            _f(last["bm25_build_s"], ".2f"),
+            "—"
+            if not u
+            else f"{u['next_query_ms']:.0f} ({'yes' if u['next_query_found'] else 'no'})",
+            "—" if not c else _f(c["first_answer_s"], ".1f"),
+            "—" if not c else _f(c["comparison_s"], ".1f"),
+            "—"
+            if not c
+            else " / ".join(_f(c["memory"][k], ".0f") for k in ("rss_mib", "anon_mib", "file_mib")),
+            f"{_f(m['rss_mib'], '.0f')} / {_f(m['peak_rss_mib'], '.0f')}",
+        )
+    out.print(t)
 
 
 def main(argv: Sequence[str] | None = None) -> Path | None:
     """Run; returns the JSON file written (None with --fill-cache)."""
     args = build_parser().parse_args(argv)
+    if args.replica:
+        replica(args)
+        return None
     if args.fill_cache:
         fill_cache(args)
         return None
+    if args.worker:
+        write_json(args.json_out, run(args), ensure_ascii=False)
+        return Path(args.json_out)
     started = stamp()
-    result = run(args)
-    print_tables(result)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     json_out: Path = args.results_dir / f"scale-{started}.json"
-    png_out = json_out.with_suffix(".png")
-    plot(result, png_out)
-    result["plot"] = png_out.name
-    write_json(json_out, result, ensure_ascii=False)
-    out.print(f"written {json_out} and {png_out.name}")
+    if not args.root:
+        result = run(args)
+        print_tables(result)
+        png_out = json_out.with_suffix(".png")
+        plot(result, png_out)
+        result["plot"] = png_out.name
+        write_json(json_out, result, ensure_ascii=False)
+        out.print(f"written {json_out} and {png_out.name}")
+        return json_out
+    results = [run_root(root.resolve(), i, args) for i, root in enumerate(args.root)]
+    for i, r in enumerate(results):
+        out.print(f"[bold]{r['root']}[/bold]")
+        print_tables(r)
+        png_out = json_out.with_name(f"{json_out.stem}-{i}.png")
+        plot(r, png_out)
+        r["plot"] = png_out.name
+    print_summary(results)
+    write_json(json_out, {"when": started, "roots": results}, ensure_ascii=False)
+    out.print(f"written {json_out}")
     return json_out
 
 
