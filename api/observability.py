@@ -165,6 +165,25 @@ class _KBCollector(Collector):
             "Knowledge bases opened (first use, or again after a release)",
             value=self.kbs.opens,
         )
+        # each open KB's pieces (rag.segments): counted since the KB was opened in this process
+        kbs = [(kb.name, kb.segments) for kb in self.kbs.open_kbs() if kb.has_segments]
+        pieces = GaugeMetricFamily(
+            "rag_lexical_pieces", "Pieces of a KB's lexical index, facts and catalog", labels=["kb"]
+        )
+        families = {
+            key: CounterMetricFamily(f"rag_lexical_{key}", help, labels=["kb"])
+            for key, help in (
+                ("catch_ups", "Catch-ups with what the store committed since the last one"),
+                ("chunks_read", "Chunks read from the store into new pieces (never re-read)"),
+                ("merges", "Background merges of pieces published"),
+            )
+        }
+        for name, segments in kbs:
+            pieces.add_metric([name], segments.pieces)
+            for key, family in families.items():
+                family.add_metric([name], segments.stats[key])
+        yield pieces
+        yield from families.values()
 
 
 def get_metrics(request: Request) -> Metrics:

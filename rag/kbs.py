@@ -92,6 +92,11 @@ class KnowledgeBase:
     def segments(self) -> Segments:
         return Segments(self.lexical_dir, self.store, self.name)
 
+    @property
+    def has_segments(self) -> bool:
+        """Whether the KB's pieces were opened in this process (a search or answer asked)."""
+        return "segments" in self.__dict__
+
     @cached_property
     def retriever(self) -> HybridRetriever:
         return HybridRetriever(
@@ -268,6 +273,11 @@ class KnowledgeBases:
         cutoff = time.monotonic() - self.settings.kb.idle_s
         for n in [n for n, kb in self._open.items() if n != self.default and kb.used < cutoff]:
             del self._open[n]
+
+    def open_kbs(self) -> list[KnowledgeBase]:
+        """The KBs held open now, least recently used first."""
+        with self._lock:
+            return list(self._open.values())
 
     def open_names(self) -> list[str]:
         """The KBs held open now, least recently used first."""

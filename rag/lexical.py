@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -222,6 +223,7 @@ class Pack:
                 offset = cls._aligned(offset + a.nbytes)
             header = json.dumps({**meta, "arrays": layout}).encode()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("wb") as f:
             f.write(np.uint64(len(header)).astype("<u8").tobytes() + header)
             for name, a in arrays.items():
@@ -307,20 +309,33 @@ class Segment:
     # -- building: the arrays of a new segment, to write into a pack -----------------------------
 
     @staticmethod
-    def arrays(ids: Sequence[str], tokens: Sequence[Sequence[str]]) -> Arrays:
-        """A segment of chunks ``ids`` with their ``tokens``."""
-        n = len(ids)
-        dl = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=n)
+    def arrays(rows: Iterable[tuple[str, Iterable[str]]]) -> Arrays:
+        """A segment of chunks given as ``(chunk id, tokens)``, consumed one at a time: memory
+        holds each chunk's token counts, not its tokens."""
+        ids: list[str] = []
+        dl: list[int] = []
         vocab: dict[str, int] = {}
-        flat = np.fromiter(
-            (vocab.setdefault(t, len(vocab)) for toks in tokens for t in toks),
-            dtype=np.int64,
-            count=int(dl.sum()),
+        tids, rows_of, tfs = array("i"), array("i"), array("I")
+        for row, (cid, tokens) in enumerate(rows):
+            ids.append(cid)
+            counts: dict[int, int] = {}
+            for t in tokens:
+                tid = vocab.setdefault(t, len(vocab))
+                counts[tid] = counts.get(tid, 0) + 1
+            dl.append(sum(counts.values()))
+            tids.extend(counts)
+            tfs.extend(counts.values())
+            rows_of.extend([row] * len(counts))
+        tok = np.frombuffer(tids, dtype=np.int32)
+        order = np.argsort(tok, kind="stable")  # by token; rows stay ascending within one
+        return _arrays(
+            ids,
+            np.asarray(dl, dtype=np.int64),
+            list(vocab),
+            tok[order].astype(np.int64),
+            np.frombuffer(rows_of, dtype=np.int32)[order],
+            np.frombuffer(tfs, dtype=np.uint32)[order],
         )
-        width = max(n, 1)
-        rows = np.repeat(np.arange(n, dtype=np.int64), dl)
-        keys, tf = np.unique(flat * width + rows, return_counts=True)  # by token, then row
-        return _arrays(list(ids), dl, list(vocab), keys // width, keys % width, tf)
 
     @staticmethod
     def merged(parts: Sequence[tuple[Segment, np.ndarray | None]]) -> Arrays:
@@ -535,6 +550,6 @@ class LexicalIndex:
     def build(cls, path: Path, ids: Sequence[str], texts: Sequence[str]) -> LexicalIndex:
         """An index of one segment, written to ``path``, over ``texts`` (tokenized here), every
         chunk held."""
-        segment = Segment.arrays(ids, [tokenize(t) for t in texts]).write(path)
+        segment = Segment.arrays(zip(ids, map(tokenize, texts), strict=True)).write(path)
         held = set(ids)
         return cls((Part(segment),), 0, held.__contains__)

@@ -1,12 +1,12 @@
 """What a knowledge base has committed, derived from the store and kept on disk in segments: the
 lexical index, the facts and the catalog of documents, grown with the corpus instead of rebuilt.
 
-A *piece* is a folder written once: a lexical segment (``rag.lexical.Segment``) of some
-documents' chunks, their manifest records (the catalog) and their facts. The chunks' tokens were
-computed at ingest and stored with them, so a piece is built without tokenizing anything, and
-pieces are merged from their postings. The folder's ``state.json`` names the pieces of the
-current state, the store version it stands for, and the documents of each piece that no longer
-count (deleted, or replaced by a newer version in a later piece).
+A *piece* is a file written once: a lexical segment (``rag.lexical.Segment``) of some documents'
+chunks, their manifest records (the catalog) and their facts. The chunks' tokens were computed at
+ingest and stored with them, so a piece is built without tokenizing anything, and pieces are
+merged from their postings. Beside the pieces, ``state.json`` names those of the current state,
+the store version it stands for, and the documents of each piece that no longer count (deleted,
+or replaced by a newer version in a later piece).
 
 When the store's version moves (an ingest or a delete, here or through another replica), the next
 reader catches up from the manifest alone: the ids of the committed documents (a listing without
@@ -25,9 +25,10 @@ import fcntl
 import json
 import os
 import secrets
+import shutil
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -46,8 +47,8 @@ STATE = "state.json"
 # commit stamped a moment before another may become visible after it, and replicas' clocks differ.
 MARGIN_NS = 60 * 10**9
 # A large catch-up (a first start on an existing index) is written as pieces of about this many
-# chunks: memory holds one piece's tokens at a time; the background merges join them.
-PIECE_CHUNKS = 8192
+# chunks: memory holds one piece's token counts at a time (about 100 MB); merges join them.
+PIECE_CHUNKS = 32768
 MAX_PIECES = 8  # past this many, the smaller pieces are merged
 DEAD_SHARE = 0.3  # a piece with this share of its rows gone is rewritten
 # Unlisted piece folders younger than this are kept: another process may be about to list them.
@@ -112,19 +113,25 @@ class Piece:
     # -- writing ---------------------------------------------------------------------------------
 
     @classmethod
-    def write(cls, path: Path, docs: Sequence[tuple[DocumentInfo, list[StoredChunk]]]) -> Piece:
-        """A piece of these documents and their chunks, in order."""
-        ids: list[str] = []
-        tokens: list[list[str]] = []
+    def write(
+        cls, path: Path, docs: Iterable[tuple[DocumentInfo, list[StoredChunk]]]
+    ) -> Piece | None:
+        """A piece of these documents and their chunks, read one document at a time (None when
+        there is none)."""
         entries: list[dict[str, Any]] = []
         facts: list[dict[str, Any]] = []
-        for info, chunks in docs:
-            entries.append({"info": info.model_dump(), "first": len(ids), "rows": len(chunks)})
-            for c in chunks:
-                ids.append(c.id)
-                tokens.append(_tokens(info, c))
-            facts += _fact_records(chunks)
-        return cls._save(path, Segment.arrays(ids, tokens), entries, facts)
+
+        def rows() -> Iterator[tuple[str, list[str]]]:
+            first = 0
+            for info, chunks in docs:
+                entries.append({"info": info.model_dump(), "first": first, "rows": len(chunks)})
+                first += len(chunks)
+                facts.extend(_fact_records(chunks))
+                for c in chunks:
+                    yield c.id, _tokens(info, c)
+
+        lexical = Segment.arrays(rows())
+        return cls._save(path, lexical, entries, facts) if entries else None
 
     @classmethod
     def merge(cls, path: Path, parts: Sequence[tuple[Piece, frozenset[str]]]) -> Piece:
@@ -319,6 +326,12 @@ class Segments:
     def lexical_index(self) -> LexicalIndex:
         return self.snapshot().lexical
 
+    @property
+    def pieces(self) -> int:
+        """The pieces of the state held (0 before the first read)."""
+        snap = self._snap
+        return len(snap.pieces) if snap is not None else 0
+
     def _snapshot_of(self, state: State) -> Snapshot:
         for name in state.pieces:
             if name not in self._open:
@@ -337,7 +350,7 @@ class Segments:
     def _adopt(self) -> Snapshot:
         """The snapshot of the state on disk (another process's, or ours), or an empty one."""
         for _ in range(3):  # a piece listed a moment ago may have been merged away since
-            state = self._read_state() or State()
+            state = self._read_state() or _legacy_removed(self.folder)
             current = self._snap
             if current is not None and current.state.generation == state.generation:
                 return current
@@ -397,26 +410,28 @@ class Segments:
         return state, new
 
     def _write_pieces(self, docs: list[DocumentInfo]) -> list[Piece]:
-        """New pieces of these documents' chunks, about ``PIECE_CHUNKS`` each."""
+        """New pieces of these documents' chunks, read from the store a page at a time, about
+        ``PIECE_CHUNKS`` chunks each."""
+        found = self.store.chunks_of(docs)
         pieces: list[Piece] = []
-        batch: list[tuple[DocumentInfo, list[StoredChunk]]] = []
-        size = 0
-        for info, chunks in self.store.chunks_of(docs):
-            batch.append((info, chunks))
-            size += len(chunks)
-            if size >= PIECE_CHUNKS:
-                pieces.append(self._write_piece(batch))
-                batch, size = [], 0
-        if batch:
-            pieces.append(self._write_piece(batch))
-        return pieces
+        while True:
+            piece = Piece.write(self.folder / _new_name(), self._counted(found, PIECE_CHUNKS))
+            if piece is None:
+                return pieces
+            self._open[piece.name] = piece
+            pieces.append(piece)
 
-    def _write_piece(self, batch: list[tuple[DocumentInfo, list[StoredChunk]]]) -> Piece:
-        self.stats["chunks_read"] += sum(len(c) for _, c in batch)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        piece = Piece.write(self.folder / _new_name(), batch)
-        self._open[piece.name] = piece
-        return piece
+    def _counted(
+        self, found: Iterator[tuple[DocumentInfo, list[StoredChunk]]], limit: int
+    ) -> Iterator[tuple[DocumentInfo, list[StoredChunk]]]:
+        """Documents from ``found`` until they hold ``limit`` chunks (the last one whole)."""
+        size = 0
+        for info, chunks in found:
+            self.stats["chunks_read"] += len(chunks)
+            yield info, chunks
+            size += len(chunks)
+            if size >= limit:
+                return
 
     def _publish(self, generation: int, state: State) -> bool:
         """Write ``state`` if the one on disk is still the one of ``generation``."""
@@ -498,6 +513,14 @@ class Segments:
                 path.name in merged_away or path.stat().st_mtime < cutoff
             ):
                 path.unlink(missing_ok=True)
+
+
+def _legacy_removed(folder: Path) -> State:
+    """An empty state, after removing what an earlier version kept in the folder (one bm25s
+    index rebuilt whenever the store moved)."""
+    shutil.rmtree(folder / "bm25", ignore_errors=True)
+    (folder / "meta.json").unlink(missing_ok=True)
+    return State()
 
 
 def _to_merge(snap: Snapshot) -> list[Piece]:

@@ -402,5 +402,7 @@ def test_metrics_carry_the_key_name_never_the_key(api: Api) -> None:
     text = api.call(KEYS["ops"], "GET", "/metrics").text
     assert 'key="reader-b"' in text
     assert re.search(r"^rag_kbs_open \d", text, re.M) and "rag_kb_opens_total" in text
+    assert re.search(r'^rag_lexical_pieces\{kb="b"\} [1-9]', text, re.M)
+    assert re.search(r'^rag_lexical_chunks_read_total\{kb="b"\} [1-9]', text, re.M)
     assert not any(k in text for k in KEYS.values())
     assert json.dumps(KEYS["writer-a"]) not in text
