@@ -1061,7 +1061,7 @@ def run_root(root: Path, index: int, args: argparse.Namespace) -> dict[str, Any]
         cmd += ["--embedding-cache", str(cache), "--json-out", str(out_json)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
         env |= {ROOT_ENV: str(root), "PYTHONUNBUFFERED": "1"}
-        err.print(f"[{root}] {cmd[0]}")
+        err.print(f"{root}: {cmd[0]}", markup=False)
         subprocess.run(cmd, check=True, cwd=root, env=env)
         result: dict[str, Any] = json.loads(out_json.read_text())
     return {"root": str(root), **result}
@@ -1128,7 +1128,7 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
         return json_out
     results = [run_root(root.resolve(), i, args) for i, root in enumerate(args.root)]
     for i, r in enumerate(results):
-        out.print(f"[bold]{r['root']}[/bold]")
+        out.print(r["root"], style="bold", markup=False)
         print_tables(r)
         png_out = json_out.with_name(f"{json_out.stem}-{i}.png")
         plot(r, png_out)

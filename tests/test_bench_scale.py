@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bench import scale
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +45,10 @@ def run_once(corpus: Path, tmp_path: Path, data: str, *extra: str) -> dict[str, 
             "10",
             "--raw-sample",
             "16",
+            "--update-chunks",
+            "10",
+            "--update-queries",
+            "3",
             "--data-dir",
             str(tmp_path / "bench" / data),
             "--results-dir",
@@ -53,7 +58,7 @@ def run_once(corpus: Path, tmp_path: Path, data: str, *extra: str) -> dict[str, 
     )
     assert path is not None
     assert path.parent == tmp_path / "results"
-    assert path.with_suffix(".png").stat().st_size > 0
+    assert list(path.parent.glob(f"{path.stem}*.png"))
     result: dict[str, Any] = json.loads(path.read_text())
     return result
 
@@ -81,11 +86,22 @@ def test_scale_smoke(tmp_path: Path) -> None:
     assert first["steps"][1]["chunks"] > first["steps"][0]["chunks"]
     assert first["steps"][1]["retrievers"]["bm25"]["recall_at_10"] >= 0.5
     assert Path(first["settings"]["embedding_cache"]).parent == tmp_path / "bench"
+    # the update: more documents, then queries about them
+    update = first["update"]
+    assert update["chunks"] >= 10 and update["next_query_ms"] > 0
+    # (the generated documents are near-duplicates: a clause may find a twin first)
+    assert update["new_documents_found"] > 0 and update["queries"] == 4
+    # a replica started on the grown index
+    cold = first["cold_start"]
+    assert cold["first_answer_s"] > 0 and cold["comparison_s"] > 0
+    assert cold["recall_at_10"] >= 0.5 and cold["memory"]["rss_mib"] > 0
 
-    # Second run, a new index beside the first (Chroma caches its client per folder within a
-    # process, so the same folder wiped in-process is not a fresh index): the cache file beside
-    # it is the same, nothing is embedded again.
-    second = run_once(corpus, tmp_path, "scale2")
+    # Second run, this checkout as a --root (its own process), on a new index beside the
+    # first: the cache file beside it is the same, nothing is embedded again.
+    both = run_once(corpus, tmp_path, "scale2", "--root", str(ROOT), "--no-cold-start")
+    [second] = both["roots"]
+    assert second["root"] == str(ROOT) and second["cold_start"] is None
+    assert Path(second["settings"]["data_dir"]).parent == tmp_path / "bench" / "scale2"
     assert second["settings"]["embedding_cache"] == first["settings"]["embedding_cache"]
     assert [s["chunks"] for s in second["steps"]] == [s["chunks"] for s in first["steps"]]
     for s in second["steps"]:
