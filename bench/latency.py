@@ -11,7 +11,9 @@ the local model per prompt lookup setting (``--lookup``: RAG_LLM__LOOKUP_TOKENS 
 checkout has it): accuracy, fallbacks, p50/p95 of retrieval, prompt tokens, first token and
 total, decode speed (answer tokens per second after the first token) and, where the checkout
 counts them, the draft acceptance rate and tokens per model step. Every answer is compared with
-the first run's answer to the same question: how many are the same text.
+the first root's answer to the same question, and with its own root's first run (another lookup
+setting): how many are the same text. A table by question type follows (prompt tokens, first
+token and total of the local model).
 
 Datasets: ``seeds`` (the seed dev set) or ``crud`` (the news dev split, 100 questions over 3,177
 articles of ../shared/data/crud_news). Run it on an idle machine: the figures are wall-clock.
@@ -80,6 +82,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                     "answers": [
                         {
                             "id": d["id"],
+                            "type": d["type"],
                             "answer": d["answer"],
                             "correct": d["correct"],
                             "fallback": d["fallback"],
@@ -199,11 +202,14 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     first: dict[str, dict[str, str]] = {}  # backend → question id → the first run's answer
     rows = []
     for r in results:
+        mine: dict[str, dict[str, str]] = {}  # the same, within this root
         for run in r["runs"]:
             s = summarize(run)
             answers = {a["id"]: a["answer"] for a in run["answers"]}
             base = first.setdefault(run["backend"], answers)
+            own = mine.setdefault(run["backend"], answers)
             s["same_answers"] = sum(answers.get(i) == a for i, a in base.items())
+            s["same_in_root"] = sum(answers.get(i) == a for i, a in own.items())
             s["questions"] = len(answers)
             run["summary"] = s
             rows.append((Path(r["root"]).name or r["root"], run["backend"], run["lookup"], s))
@@ -218,7 +224,8 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         "decode tok/s",
         "acceptance",
         "tok/step",
-        "same answers",
+        "same as first root",
+        "same as root's first",
         title=f"{args.dataset} dev set: answer latency (ms; prompt in tokens)",
     )
 
@@ -240,8 +247,10 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             cell(s.get("acceptance"), ".2f"),
             cell(s.get("tokens_per_step"), ".2f"),
             f"{s['same_answers']}/{s['questions']}",
+            f"{s['same_in_root']}/{s['questions']}",
         )
     Console(width=200).print(table)
+    Console(width=200).print(by_type(results))
     path = args.json_out or ROOT / "bench" / "results" / f"latency-{args.dataset}-{_stamp()}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
@@ -259,6 +268,35 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         )
     )
     print(f"written {path}")
+
+
+def by_type(results: list[dict[str, Any]]) -> Any:
+    """Prompt tokens and latency by question type: each root's first run of the local model."""
+    from rich.table import Table
+
+    table = Table(
+        "root",
+        "type",
+        "questions",
+        "prompt tokens p50",
+        "first token p50",
+        "total p50",
+        title="the local model by question type (ms)",
+    )
+    for r in results:
+        run = next((x for x in r["runs"] if x["backend"] == "local"), None)
+        if run is None:
+            continue
+        kinds: dict[str, list[dict[str, Any]]] = {}
+        for a in run["answers"]:
+            kinds.setdefault(a.get("type") or "—", []).append(a["timings"])
+        for kind, timings in sorted(kinds.items()):
+            cells = []
+            for stage in ("prompt_tokens", "first_token_ms", "total_ms"):
+                values = [t[stage] for t in timings if stage in t]
+                cells.append(f"{_pct(values, 50):.0f}" if values else "—")
+            table.add_row(Path(r["root"]).name, kind, str(len(timings)), *cells)
+    return table
 
 
 def _stamp() -> str:
