@@ -92,7 +92,7 @@ class Report(BaseModel):
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for pkg in ("rag-zh", "chromadb", "sentence-transformers", "torch", "langchain-core", "bm25s"):
+    for pkg in ("rag-zh", "chromadb", "sentence-transformers", "torch", "langchain-core"):
         try:
             out[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:

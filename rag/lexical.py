@@ -180,7 +180,7 @@ def top_positive(scores: np.ndarray, n: int) -> np.ndarray:
 
 # -- segments ------------------------------------------------------------------------------------
 
-# bm25s's defaults (method "lucene"): the scores of the index it replaced
+# bm25s's defaults (method "lucene"), the library this index replaced: the same scores
 K1, B = 1.5, 0.75
 FORMAT = 1
 
