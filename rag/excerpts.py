@@ -242,34 +242,15 @@ def to_passages(excerpts: list[Scored]) -> list[Passage]:
     return out
 
 
-# A title in the prompt: a document's own is shorter than this (the seeds' and the government
-# reports' at most 32 characters); a longer one is the opening of a text that has no title line
-# (a one-line news article: 120 characters), which cost a news prompt more tokens than its
-# excerpts. Each prompt token costs about 13 ms of prefill on 2 cores.
-TITLE_CHARS = 40
-_TITLE_CUT = re.compile(r"[，。；！？,;!?]")
-
-
-def prompt_title(title: str) -> str:
-    """A title as the prompt shows it: whole when short, else cut at its last clause mark within
-    ``TITLE_CHARS`` (or at ``TITLE_CHARS``), marked with an ellipsis."""
-    if len(title) <= TITLE_CHARS:
-        return title
-    head = title[:TITLE_CHARS]
-    marks = [m.start() for m in _TITLE_CUT.finditer(head)]
-    cut = marks[-1] if marks and marks[-1] >= TITLE_CHARS // 2 else TITLE_CHARS
-    return head[:cut] + "…"
-
-
 def format_passages(passages: list[Passage], hints: dict[int, list[Fact]] | None = None) -> str:
-    """Numbered passages under their document's title (``prompt_title``), date and region; a
-    passage's facts that the question names follow it spelled out ("集体访人次下降52%"), so a
-    small model need not pair "分别下降7%和52%" itself."""
+    """Numbered passages under their document's title, date and region; a passage's facts that the question
+    names follow it spelled out ("集体访人次下降52%"), so a small model need not pair
+    "分别下降7%和52%" itself."""
     lines = []
     for i, p in enumerate(passages):
         if i == 0 or passages[i - 1].doc_id != p.doc_id:
             meta = ",".join(v for v in (p.date, p.region) if v)
-            lines.append(f"《{prompt_title(p.title)}》" + (f"({meta})" if meta else ""))
+            lines.append(f"《{p.title}》" + (f"({meta})" if meta else ""))
         lines.append(f"[{p.n}] {strip_markers(p.text)}")
         if hints and hints.get(p.n):
             lines.append("(" + ";".join(fact_phrase(f) for f in hints[p.n]) + ")")

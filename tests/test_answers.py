@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from rag.chain import language
@@ -100,23 +98,3 @@ def test_a_trustworthy_model_answer_is_kept_and_cited(seeded: RAGService) -> Non
     assert not final.fallback and final.answer.startswith("城阳区刑事警情平均每年下降16.2%[1]")
     assert final.citations[0].doc_id == "004_525e593bb1f8bd43" and final.citations[0].verified
     assert any(e.event == "token" for e in events)
-
-
-def test_a_long_title_is_cut_in_the_prompt_a_real_one_is_not(seeds_dir: Path) -> None:
-    """A one-line news article's "title" is its opening; the prompt shows its first clauses."""
-    from rag.excerpts import TITLE_CHARS, prompt_title
-    from rag.ingest import build_document
-    from rag.loaders import load_bytes
-
-    for path in seeds_dir.iterdir():
-        title = build_document(path.name, load_bytes(path.read_bytes(), path.suffix), "x").title
-        assert prompt_title(title) == title
-    opening = (
-        "荆楚网（湖北日报网）讯（记者张茜 通讯员刘杰、郭姗姗）8月11日，记者获悉，经省政府同意，"
-        "湖北省市场监管局、省发展改革委、省财政厅、省商务厅四部门联合印发通知"
-    )
-    assert (
-        prompt_title(opening)
-        == "荆楚网（湖北日报网）讯（记者张茜 通讯员刘杰、郭姗姗）8月11日，记者获悉…"
-    )
-    assert len(prompt_title("字" * 100)) == TITLE_CHARS + 1
