@@ -393,12 +393,12 @@ class Segments:
             if d in committed
             and (d not in where or where[d][1].content_hash != c.info.content_hash)
         }
-        unknown = [d for d in committed if d not in where and d not in changed]
+        unknown = sorted(d for d in committed if d not in where and d not in changed)
         changed |= store.committed_records(unknown)
         gone = {name: set(docs) for name, docs in base.state.gone.items()}
         for d in [d for d in where if d not in committed] + [d for d in changed if d in where]:
             gone.setdefault(where[d][0].name, set()).add(d)
-        new = self._write_pieces([c.info for c in changed.values()])
+        new = self._write_pieces([changed[d].info for d in sorted(changed)])  # a stable order
         stamps = [c.ns for c in changed.values()] + [c.ns for c in recent.values()]
         state = State(
             generation=base.state.generation + 1,
