@@ -1055,15 +1055,18 @@ def run_root(root: Path, index: int, args: argparse.Namespace) -> dict[str, Any]
             cmd += [f"--{name.replace('_', '-')}", str(value)]
     if not args.cold_start:
         cmd.append("--no-cold-start")
-    with tempfile.TemporaryDirectory() as tmp:
-        out_json = Path(tmp) / "worker.json"
-        cmd += ["--data-dir", str(base / f"{index}-{root.name or 'root'}")]
-        cmd += ["--embedding-cache", str(cache), "--json-out", str(out_json)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-        env |= {ROOT_ENV: str(root), "PYTHONUNBUFFERED": "1"}
-        err.print(f"{root}: {cmd[0]}", markup=False)
-        subprocess.run(cmd, check=True, cwd=root, env=env)
-        result: dict[str, Any] = json.loads(out_json.read_text())
+    data_dir = base / f"{index}-{root.name or 'root'}"
+    # beside the index, not in it (the worker wipes its data dir): a root's figures survive a
+    # later root's failure or interruption
+    out_json = data_dir.with_name(data_dir.name + ".json")
+    cmd += ["--data-dir", str(data_dir)]
+    cmd += ["--embedding-cache", str(cache), "--json-out", str(out_json)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env |= {ROOT_ENV: str(root), "PYTHONUNBUFFERED": "1"}
+    err.print(f"{root}: {cmd[0]}", markup=False)
+    subprocess.run(cmd, check=True, cwd=root, env=env)
+    result: dict[str, Any] = json.loads(out_json.read_text())
+    err.print(f"{root}: figures in {out_json}", markup=False)
     return {"root": str(root), **result}
 
 
