@@ -231,8 +231,11 @@ class ChromaStore:
         """The records committed at ``ns`` (``time.time_ns()`` of the writer) or later; records
         written before commits were stamped are not among them (``committed_records`` reads
         those by id)."""
-        got = self.docs.get(where={"committed_ns": {"$gte": ns}}, include=["metadatas"])
-        return _records(got)
+        # ids first, then the records a page at a time: Chroma fetches the metadata of every
+        # match of a ``where`` in one SQL statement, past SQLite's limit on variables (32,766)
+        # after a large ingest
+        ids = self.docs.get(where={"committed_ns": {"$gte": ns}}, include=[])["ids"]
+        return self.committed_records(ids)
 
     def committed_records(self, doc_ids: Sequence[str]) -> dict[str, Committed]:
         """The committed records of these documents (those that are committed)."""
