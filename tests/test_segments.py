@@ -243,3 +243,23 @@ def test_an_index_written_before_tokens_were_stored_still_searches(fresh: RAGSer
     fresh.store.write_documents([(doc, [chunk], vector)])
     assert "tokens" not in next(fresh.store.iter_chunks()).metadata
     assert fresh.search("青禾市来访", mode="bm25")[0].doc_id == "old"
+
+
+def test_the_records_of_a_commit_larger_than_sqlites_variable_limit_are_read(
+    fresh: RAGService,
+) -> None:
+    """A catch-up after an ingest of 36k documents failed: one ``where`` query fetched every
+    matching record in one SQL statement, past SQLite's 32,766 variables."""
+    n = 33_000
+    docs = [
+        (
+            Document(
+                doc_id=f"d{i}", source=f"d{i}.txt", title=f"d{i}", text="", content_hash=f"h{i}"
+            ),
+            0,
+        )
+        for i in range(n)
+    ]
+    fresh.store.commit_documents(docs)
+    since = fresh.store.committed_since(0)
+    assert len(since) == n and since["d32999"].info.content_hash == "h32999"
