@@ -251,21 +251,19 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
         )
     Console(width=200).print(table)
     Console(width=200).print(by_type(results))
-    path = args.json_out or ROOT / "bench" / "results" / f"latency-{args.dataset}-{_stamp()}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(),
-                "machine": platform.platform(),
-                "cpu": _cpu(),
-                "dataset": args.dataset,
-                "results": results,
-            },
-            ensure_ascii=False,
-            indent=1,
-            default=str,
-        )
+    from bench._results import default_json, write_json
+
+    path = write_json(
+        args.json_out or default_json(f"latency-{args.dataset}"),
+        {
+            "when": datetime.now(UTC).isoformat(),
+            "machine": platform.platform(),
+            "cpu": _cpu(),
+            "dataset": args.dataset,
+            "results": results,
+        },
+        ensure_ascii=False,
+        default=str,
     )
     print(f"written {path}")
 
@@ -297,10 +295,6 @@ def by_type(results: list[dict[str, Any]]) -> Any:
                 cells.append(f"{_pct(values, 50):.0f}" if values else "—")
             table.add_row(Path(r["root"]).name, kind, str(len(timings)), *cells)
     return table
-
-
-def _stamp() -> str:
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
 
 
 def _cpu() -> str | None:

@@ -13,18 +13,20 @@ mean per setting, and whether every answer is the same text in every pass and se
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._results import default_json, write_json
 from eval.datasets import load_dataset
 from eval.runner import ingest_corpus
 from eval.targets import LocalTarget, eval_settings
 from rag.service import RAGService
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
@@ -62,9 +64,9 @@ def main() -> None:
     summary: dict[str, Any] = {}
     for k, per_question in times.items():
         first = [
-            statistics.median(f for f, _ in v if f is not None)
+            statistics.median(fs)
             for v in per_question.values()
-            if v[0][0] is not None
+            if (fs := [f for f, _ in v if f is not None])
         ]
         total = [statistics.median(t for _, t in v) for v in per_question.values()]
         summary[str(k)] = {
@@ -76,22 +78,18 @@ def main() -> None:
         print(f"lookup {k}: {summary[str(k)]}")
     same = sum(len(v) == 1 for v in answers.values())
     print(f"same answer in every pass and setting: {same} / {len(answers)}")
-    out = RESULTS / f"lookup-ab-{args.dataset}-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(),
-                "dataset": args.dataset,
-                "passes": args.passes,
-                "order": order,
-                "summary": summary,
-                "same_answers": same,
-                "questions": len(answers),
-                "times_ms": {str(k): v for k, v in times.items()},
-            },
-            indent=1,
-        )
+    out = write_json(
+        default_json(f"lookup-ab-{args.dataset}"),
+        {
+            "when": datetime.now(UTC).isoformat(),
+            "dataset": args.dataset,
+            "passes": args.passes,
+            "order": order,
+            "summary": summary,
+            "same_answers": same,
+            "questions": len(answers),
+            "times_ms": {str(k): v for k, v in times.items()},
+        },
     )
     print(f"written {out}")
 
