@@ -44,7 +44,7 @@ from rag.excerpts import (
     to_passages,
 )
 from rag.facts import Comparison, asked_kind, compare, parse_question, taxonomy
-from rag.generation import generate, judge, ms_since
+from rag.generation import generate, judge, ms_since, pointed_first
 from rag.periods import time_scope
 from rag.retrieval import Retriever
 from rag.schemas import (
@@ -194,7 +194,8 @@ class AnswerChain:
                 timings["prompt_tokens"] = float(model.count_tokens(prompt))
             verdict = judge(generated, passages, question, evidence >= STRONG_EVIDENCE)
             if verdict == "fallback":
-                draft = Draft(extractive_answer(passages, lang), passages, fallback=True)
+                answer = extractive_answer(pointed_first(generated, passages), lang)
+                draft = Draft(answer, passages, fallback=True)
             elif verdict == "refusal":
                 draft = Draft(refusal(lang), passages, refused=True)
             else:

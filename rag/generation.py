@@ -16,7 +16,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rag.citations import MARKER, number_in, numbers_in, strip_markers
+from rag.citations import MARKER, markers_in, number_in, numbers_in, strip_markers
 from rag.errors import GenerationTimeout
 from rag.schemas import Passage, TokenEvent
 
@@ -86,6 +86,16 @@ def judge(
     if generated.failed or empty or (refused and strong_evidence) or invented:
         return "fallback"
     return "refusal" if refused else "answer"
+
+
+def pointed_first(generated: Generated, passages: list[Passage]) -> list[Passage]:
+    """The passages for the extractive answer that replaces a model's: when the model wrote
+    nothing but markers ("[2]"), it still chose the passage that answers, so that one leads."""
+    if strip_markers(generated.text).strip(" 。.") or not passages:
+        return passages
+    chosen = set(markers_in(generated.text))
+    first = [p for p in passages if p.n in chosen]
+    return first + [p for p in passages if p.n not in chosen] if first else passages
 
 
 def stream_text(pipeline: Any, inputs: dict[str, str]) -> Iterator[str]:

@@ -98,3 +98,31 @@ def test_a_trustworthy_model_answer_is_kept_and_cited(seeded: RAGService) -> Non
     assert not final.fallback and final.answer.startswith("城阳区刑事警情平均每年下降16.2%[1]")
     assert final.citations[0].doc_id == "004_525e593bb1f8bd43" and final.citations[0].verified
     assert any(e.event == "token" for e in events)
+
+
+def test_a_model_that_only_points_at_a_passage_leads_the_fallback_with_it(
+    seeded: RAGService,
+) -> None:
+    """A reply of nothing but "[n]" is replaced, but by the passage it chose, not the top one."""
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    question = "城镇登记失业率是多少?"
+    passages = next(
+        e.passages for e in seeded.chain.stream(question, None) if isinstance(e, PassagesEvent)
+    )
+    assert len(passages) >= 2, "the question must find several passages"
+    pointed = passages[-1]
+    model = FakeListChatModel(responses=[f"[{pointed.n}]"])
+    final = next(e for e in seeded.chain.stream(question, model) if isinstance(e, CitationsEvent))
+    assert final.fallback
+    first = final.answer.splitlines()[0]
+    assert pointed.text.rstrip("。")[-12:] in first, (first, pointed.text)
+
+
+def test_an_english_question_finds_the_passage_in_the_documents_own_words(
+    seeded: RAGService,
+) -> None:
+    """ "minimum living allowance" is 低保 in the documents (the taxonomy's English names)."""
+    a = seeded.answer("What was Yanji's urban minimum living allowance raised to?")
+    assert "550" in a.answer and not a.refused
+    check_quotes(seeded, a)
