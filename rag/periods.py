@@ -48,6 +48,12 @@ _PLAN_WORDS = re.compile(r"拟|安排|(?<![\d”])计划(?!单列)|将要|部署
 _RESULT = re.compile(r"实现|完成|达到|增长了|下降了|回顾|实际|取得|突破|超过|比上年|同比")
 # A heading: a numbered part ("一、2018年工作回顾", "二、2019年政府工作任务") or a markdown one.
 HEADING = re.compile(r"^\s*(?:[一二三四五六七八九十]{1,3}[、.．]|#{1,4}\s)\s*\S.{0,48}$")
+# A paragraph that opens by naming its year ("2014年已经过去。这一年，…", "2016年，…") speaks of it,
+# and so do the paragraphs after it, up to the next heading or such opening: the clause is a
+# heading too.
+_OPENS_WITH_YEAR = re.compile(
+    r"^\s*((?:19|20)\d\d\s*年(?!代)[^，,。；;：:!！?？\n\d]{0,4}?)\s*[，,。；;：:]"
+)
 
 
 def _number(text: str) -> int:
@@ -121,7 +127,9 @@ class Clock:
             return None
         h = fold(heading)
         review = "回顾" in h or "过去" in h
-        found = self._said(h, "result" if review else "plan")
+        # a numbered part of no review sets out work; a year's opening clause may do either
+        plan: Kind | None = "plan" if HEADING.match(h) else None
+        found = self._said(h, "result" if review else plan)
         if found is not None:
             return found
         if self.year is None:
@@ -182,11 +190,14 @@ class Clock:
 
 
 def headings(text: str) -> list[tuple[int, str]]:
-    """The heading lines of a text, with their offsets."""
+    """The heading lines of a text, and the clauses that open a paragraph with its year
+    ("2014年已经过去"), with their offsets."""
     out, pos = [], 0
     for line in text.splitlines(keepends=True):
         if HEADING.match(line.rstrip("\r\n")):
             out.append((pos, line.strip()))
+        elif opening := _OPENS_WITH_YEAR.match(fold(line)):
+            out.append((pos, line[opening.start(1) : opening.end(1)].strip()))
         pos += len(line)
     return out
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rag.facts import compare, extract_facts, parse_question
-from rag.periods import Clock, Period, TimeScope, time_scope
+from rag.periods import Clock, Period, TimeScope, headings, time_scope
 from rag.service import RAGService
 
 REPORT_2019 = Clock.of("2019", "2019年政府工作报告")
@@ -87,6 +87,23 @@ def test_a_report_reviews_last_year_and_sets_this_years_targets() -> None:
     assert facts[("城镇新增就业", "1322万人")].kind == "result"
     bonds = facts[("地方政府专项债券", "1000亿元")]  # an indicator no taxonomy lists
     assert (bonds.period, bonds.kind, bonds.canonical) == ("2015", "plan", None)
+
+
+def test_a_paragraph_that_opens_with_its_year_dates_the_paragraphs_after_it() -> None:
+    """A news report of a work report has no numbered parts: "2014年已经过去。" opens the review
+    and "2015年已经到来。" the year's goals; a figure between them with no year is 2014's."""
+    text = (
+        "兰州:开创和谐幸福城关建设新局面\n2014年已经过去 。这一年,城关区着力打造和谐幸福城区。\n"
+        "社会保障体系更加完善 。新增就业4.6万人 ,城镇居民登记失业率控制在1.7%以内 。\n"
+        "2015年已经到来 。这一年,是全面深化改革的关键之年。\n"
+        "全力实现主要预期目标:城镇居民登记失业率控制在4%以内。\n"
+    )
+    facts = {f.figure: f for f in extract_facts(text, "lanzhou", date="2015-01-13")}
+    assert (facts["4.6万人"].period, facts["4.6万人"].kind) == ("2014", "result")
+    assert facts["1.7%以内"].period == "2014"
+    assert (facts["4%以内"].period, facts["4%以内"].kind) == ("2015", "target")
+    # a paragraph opening with an event of a year ("1998年发生特大洪水后,") dates nothing else
+    assert [h for _, h in headings("1998年发生特大洪水后,总结实施了基本措施。\n")] == []
 
 
 def _reports(texts: dict[int, str]) -> list:  # type: ignore[type-arg]
