@@ -170,7 +170,12 @@ class AnswerChain:
         timings["retrieval_ms"] = ms_since(t0)
         yield PassagesEvent(passages=passages)
 
-        evidence = coverage(passages[0].text + passages[0].title, weights) if passages else 0.0
+        # an English question's own words are in no Chinese passage: its evidence is in the
+        # documents' words searched for it (the glossary's, the model's translation)
+        said = (
+            weights if lang == "zh" else {t: w for t, w in weights.items() if not _LATIN.search(t)}
+        )
+        evidence = coverage(passages[0].text + passages[0].title, said) if passages else 0.0
         missing = missing_entities(question, index) if lang == "zh" else []
         if not passages or missing:
             draft = Draft(refusal(lang), passages, refused=True)

@@ -126,3 +126,22 @@ def test_an_english_question_finds_the_passage_in_the_documents_own_words(
     a = seeded.answer("What was Yanji's urban minimum living allowance raised to?")
     assert "550" in a.answer and not a.refused
     check_quotes(seeded, a)
+
+
+def test_a_model_refusing_an_english_question_its_passage_answers_is_overruled(
+    seeded: RAGService,
+) -> None:
+    """The evidence of an English question is read in the documents' words searched for it
+    (its translation, the glossary), not in its English words, which no passage holds."""
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    model = FakeListChatModel(
+        responses=[
+            "延吉市城市低保标准调整到了多少?",
+            "The documents do not contain this information.",
+        ]
+    )
+    question = "What was Yanji's urban minimum living allowance raised to?"
+    final = next(e for e in seeded.chain.stream(question, model) if isinstance(e, CitationsEvent))
+    assert final.fallback and not final.refused
+    assert "550" in final.answer
