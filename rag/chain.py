@@ -39,6 +39,7 @@ from rag.excerpts import (
     fact_hints,
     format_passages,
     missing_entities,
+    off_topic,
     query_weights,
     select_excerpts,
     to_passages,
@@ -183,7 +184,13 @@ class AnswerChain:
             # too few of the question's words, or a figure asked and none in the best passage
             weak = lang == "zh" and (
                 evidence < WEAK_EVIDENCE
-                or (bool(_ASKS_FIGURE.search(question)) and not has_figure(passages[0].text))
+                or (
+                    bool(_ASKS_FIGURE.search(question))
+                    and (
+                        not has_figure(passages[0].text)
+                        or off_topic(question, passages[0], weights)
+                    )
+                )
             )
             draft = Draft(
                 refusal(lang) if weak else extractive_answer(passages, lang), passages, refused=weak

@@ -25,7 +25,7 @@ from rag.facts import taxonomy
 from rag.lexical import Words, tokenize
 from rag.periods import HEADING, Clock, Period, heading_at, headings
 from rag.schemas import Fact, Located, Passage, SearchHit, year_of
-from rag.slots import place_names, places_in
+from rag.slots import parse, place_names, places_in
 from rag.text import fold, looks_like_instruction, normalize, strip_span
 
 # Share of the question's informative words found in the best excerpt (and its title): above
@@ -92,6 +92,18 @@ def coverage(text: str, weights: dict[str, float]) -> float:
         return 0.0
     tokens = set(tokenize(text))
     return sum(w for t, w in weights.items() if t in tokens) / total
+
+
+def off_topic(question: str, passage: Passage, weights: dict[str, float]) -> bool:
+    """Whether the rarest word of what a (Chinese) question is about — its topic, 国防 of
+    "国防预算增长多少" — is in neither the passage nor its title: the passage is about
+    something else (中央预算内投资) even if it shares the other words."""
+    parsed = parse(question)
+    words = [t for t in tokenize(parsed.slot(parsed.topic)) if weights.get(t, 0.0) > 0]
+    if not words:
+        return False
+    rarest = max(words, key=lambda t: weights[t])
+    return rarest not in set(tokenize(passage.text + passage.title))
 
 
 def _bare_title(sentence: str, title: str) -> bool:

@@ -178,6 +178,20 @@ def test_a_named_report_is_answered_from_that_report_and_says_so(reports: RAGSer
     assert {c.source for c in a.citations} == {"2021.txt"}
 
 
+def test_a_figure_of_what_the_report_does_not_speak_of_is_refused(fresh: RAGService) -> None:
+    """A sentence sharing the report, 预算 and 增加 with "国防预算增长多少" is about 中央预算内投资:
+    without 国防 (the rarest word of what is asked about) it is not the answer."""
+    report = (
+        "2019年政府工作报告\n\n二、2019年政府工作任务\n\n今年赤字率拟按2.8%安排。"
+        "今年中央预算内投资安排5776亿元，比去年增加400亿元。\n"
+    )
+    fresh.ingest_bytes([("2019.txt", report.encode())])
+    a = fresh.answer("2019年政府工作报告提出的国防预算增加多少?", backend="extractive")
+    assert a.refused and not a.citations, a.answer
+    asked = fresh.answer("2019年政府工作报告提出的中央预算内投资增加多少?", backend="extractive")
+    assert not asked.refused and "400亿元" in asked.answer
+
+
 def test_a_range_with_a_gap_says_which_year_is_missing(reports: RAGService) -> None:
     a = reports.answer(
         "2019年至2021年的政府工作报告中，哪一年的赤字率目标最高?", backend="extractive"
