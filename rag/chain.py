@@ -181,7 +181,8 @@ class AnswerChain:
         if not passages or missing:
             draft = Draft(refusal(lang), passages, refused=True)
         elif model is None:
-            # too few of the question's words, or a figure asked and none in the best passage
+            # too few of the question's words, or a figure asked and the best passage has none
+            # or is about something else (the rarest word of the question's topic is not in it)
             weak = lang == "zh" and (
                 evidence < WEAK_EVIDENCE
                 or (

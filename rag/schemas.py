@@ -117,7 +117,9 @@ class Located(BaseModel):
     start: int
     end: int
     section: str | None = Field(
-        None, description="the heading of the part of the document the text begins in"
+        None,
+        description="the heading of the part of the document the text begins in (or the "
+        "clause, such as 2014年已经过去, that opened its paragraphs with their year)",
     )
     kb: str | None = Field(None, description="the knowledge base the document is in")
 
