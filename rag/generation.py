@@ -82,16 +82,20 @@ def judge(
         for n in numbers_in(text)
         if n not in given and not any(number_in(n, p.text) for p in passages)
     ]
-    empty = not _CONTENT.search(strip_markers(text))
-    if generated.failed or empty or (refused and strong_evidence) or invented:
+    if generated.failed or _says_nothing(text) or (refused and strong_evidence) or invented:
         return "fallback"
     return "refusal" if refused else "answer"
+
+
+def _says_nothing(text: str) -> bool:
+    """A model's text holds no word or figure, only markers and punctuation ("[2]。")."""
+    return not _CONTENT.search(strip_markers(text))
 
 
 def pointed_first(generated: Generated, passages: list[Passage]) -> list[Passage]:
     """The passages for the extractive answer that replaces a model's: when the model wrote
     nothing but markers ("[2]"), it still chose the passage that answers, so that one leads."""
-    if strip_markers(generated.text).strip(" 。.") or not passages:
+    if not _says_nothing(generated.text):
         return passages
     chosen = set(markers_in(generated.text))
     first = [p for p in passages if p.n in chosen]
